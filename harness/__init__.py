@@ -1,0 +1,1 @@
+"""Outlast harness: stacks, fault proxy, faults, probes, journal, checks, scenarios, reports."""

@@ -1,0 +1,64 @@
+"""Waiting for a component to be ready by probing it (never by sleeping a fixed time)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import httpx
+
+from harness.stack.process import ManagedProcess
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_tcp(
+    host: str, port: int, *, timeout: float = 15.0, process: ManagedProcess | None = None
+) -> None:
+    """Wait until ``host:port`` accepts a TCP connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None:
+            process.check_running()
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+            writer.close()
+            return
+        except (OSError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing accepted connections on {host}:{port} "
+                                   f"within {timeout:.0f} s") from None
+            await asyncio.sleep(0.05)
+
+
+async def wait_http(
+    url: str,
+    *,
+    timeout: float = 15.0,
+    process: ManagedProcess | None = None,
+    expect_status: int | None = 200,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """Poll ``url`` until it answers (with ``expect_status`` unless None); return the response."""
+    deadline = time.monotonic() + timeout
+    last: str = "no answer"
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+        while True:
+            if process is not None:
+                process.check_running()
+            try:
+                response = await client.get(url, headers=headers)
+                if expect_status is None or response.status_code == expect_status:
+                    return response
+                last = f"status {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not ready within {timeout:.0f} s (last: {last})")
+            await asyncio.sleep(0.05)

@@ -1,0 +1,1 @@
+"""Outlast reference system: a faithful model of named tunnels (never imports harness)."""
