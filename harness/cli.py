@@ -25,6 +25,10 @@ main = LazyGroup(
         "controlplane": "reference.controlplane.cli:admin_group",
         "tunnel": "reference.connector.cli:tunnel_group",
         "stack": "harness.stack.cli:stack_group",
+        "report": "harness.report.cli:report_command",
+        "run": "harness.run_cli:run_command",
+        "compose": "harness.compose.cli:compose_group",
+        "scenarios": "harness.scenario.cli:scenarios_command",
     },
 )
 main.add_command(serve)

@@ -29,7 +29,7 @@ class HostPort(click.ParamType):
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> tuple[str, int]:
         if isinstance(value, tuple):
-            return value  # type: ignore[return-value]
+            return value
         try:
             return parse_hostport(str(value))
         except ValueError as exc:

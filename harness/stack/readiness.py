@@ -32,8 +32,9 @@ async def wait_tcp(
             return
         except (OSError, TimeoutError):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing accepted connections on {host}:{port} "
-                                   f"within {timeout:.0f} s") from None
+                raise TimeoutError(
+                    f"nothing accepted connections on {host}:{port} within {timeout:.0f} s"
+                ) from None
             await asyncio.sleep(0.05)
 
 

@@ -1,0 +1,201 @@
+"""Visitor traffic at a fixed rate: GET, POST with a body digest, WebSocket round trips.
+
+Open loop: requests start on a fixed schedule whatever the previous ones are doing (so a slow
+system cannot slow the probe down and hide its own unavailability), bounded by ``max_in_flight``.
+Every request is an operation in the journal: ``invoke`` then ``ok`` (the right tunnel answered
+with our request id and body digest), ``fail`` (an error status, a refused connection, a wrong
+answer) or ``info`` (timed out: it may or may not have been served).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from harness.journal import Journal
+
+KINDS = ("get", "post", "ws")
+FUNCTION = {"get": "http_get", "post": "http_post", "ws": "ws_roundtrip"}
+
+
+@dataclass(frozen=True)
+class VisitorTarget:
+    """A hostname to visit and the tunnel that must answer for it."""
+
+    hostname: str
+    tunnel: str
+    tunnel_id: str
+
+
+class VisitorProbe:
+    """Sends visitor requests through every PoP, round robin, at ``rate`` per second."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        pops: Mapping[str, str],
+        targets: Sequence[VisitorTarget],
+        rate: float,
+        mix: Mapping[str, float],
+        body_size: int = 1024,
+        timeout: float = 5.0,
+        seed: int = 0,
+        max_in_flight: int = 200,
+    ) -> None:
+        if not pops or not targets:
+            raise ValueError("a visitor probe needs at least one PoP and one target")
+        self.journal = journal
+        self.pops = dict(pops)  # pop -> visitor base URL
+        self.targets = list(targets)
+        self.interval = 1.0 / rate
+        weights = [max(0.0, float(mix.get(k, 0.0))) for k in KINDS]
+        self.kinds = [k for k, w in zip(KINDS, weights, strict=True) if w > 0] or ["get"]
+        self.weights = [w for w in weights if w > 0] or [1.0]
+        self.body_size = body_size
+        self.timeout = timeout
+        self.random = random.Random(seed)
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.sent = 0
+        self.outcomes = {"ok": 0, "fail": 0, "info": 0}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send requests on schedule until ``stop`` is set, then wait for those in flight."""
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            pop_names = sorted(self.pops)
+            started = time.monotonic()
+            while not stop.is_set():
+                pop = pop_names[self.sent % len(pop_names)]
+                target = self.targets[(self.sent // len(pop_names)) % len(self.targets)]
+                kind = self.random.choices(self.kinds, self.weights)[0]
+                body = self.random.randbytes(self.body_size) if kind != "get" else b""
+                if self.slots.locked():
+                    op = self.journal.invoke("visitor", FUNCTION[kind], self._invoke(pop, target))
+                    self.journal.complete(op, "fail", error="probe overloaded: too many in flight")
+                    self.outcomes["fail"] += 1
+                else:
+                    await self.slots.acquire()
+                    task = asyncio.create_task(self._one(session, kind, pop, target, body))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+                self.sent += 1
+                next_at = started + self.sent * self.interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(stop.wait(), delay)
+                    except TimeoutError:
+                        pass
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=self.timeout + 2)
+
+    def _invoke(self, pop: str, target: VisitorTarget) -> dict[str, Any]:
+        return {
+            "pop": pop,
+            "hostname": target.hostname,
+            "tunnel": target.tunnel,
+            "request_id": uuid.uuid4().hex,
+        }
+
+    async def _one(
+        self,
+        session: aiohttp.ClientSession,
+        kind: str,
+        pop: str,
+        target: VisitorTarget,
+        body: bytes,
+    ) -> None:
+        invoke = self._invoke(pop, target)
+        op = self.journal.invoke("visitor", FUNCTION[kind], invoke)
+        started = time.monotonic_ns()
+        try:
+            async with asyncio.timeout(self.timeout):
+                if kind == "ws":
+                    phase, value, error = await self._ws(session, pop, target, invoke, body)
+                else:
+                    phase, value, error = await self._http(session, kind, pop, target, invoke, body)
+        except TimeoutError:
+            phase, value, error = "info", {}, f"no answer within {self.timeout:g} s"
+        except (aiohttp.ClientError, OSError) as exc:
+            # The request never got an answer: refused, reset, or dropped mid-way.
+            phase, value, error = "fail", {}, f"{type(exc).__name__}: {exc}"
+        finally:
+            self.slots.release()
+        value["latency_ns"] = time.monotonic_ns() - started
+        self.outcomes[phase] += 1
+        self.journal.complete(op, phase, value, error)  # type: ignore[arg-type]
+
+    async def _http(
+        self,
+        session: aiohttp.ClientSession,
+        kind: str,
+        pop: str,
+        target: VisitorTarget,
+        invoke: dict[str, Any],
+        body: bytes,
+    ) -> tuple[str, dict[str, Any], str | None]:
+        url = f"{self.pops[pop]}/probe/{invoke['request_id']}"
+        headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
+        method = "GET" if kind == "get" else "POST"
+        async with session.request(method, url, data=body or None, headers=headers) as response:
+            payload = await response.read()
+            value: dict[str, Any] = {"status": response.status}
+            if response.status != 200:
+                return "fail", value, f"HTTP {response.status}: {payload[:200]!r}"
+            try:
+                echo = await response.json(content_type=None)
+            except ValueError:
+                return "fail", value, "response is not the origin's JSON echo"
+            value.update(self._judge(echo, invoke, body, target))
+            return "ok", value, None
+
+    def _judge(
+        self, echo: Mapping[str, Any], invoke: Mapping[str, Any], body: bytes, target: VisitorTarget
+    ) -> dict[str, Any]:
+        """What the origin's echo says about routing and integrity."""
+        headers = {str(k).lower(): v for k, v in (echo.get("headers") or {}).items()}
+        served_id = headers.get("x-outlast-tunnel-id")
+        served = target.tunnel if served_id == target.tunnel_id else (served_id or "unknown")
+        return {
+            "origin": echo.get("origin"),
+            "served_tunnel": served,
+            "request_id_echo_ok": echo.get("request_id") == invoke["request_id"],
+            "digest_ok": echo.get("body_sha256") == hashlib.sha256(body).hexdigest(),
+        }
+
+    async def _ws(
+        self,
+        session: aiohttp.ClientSession,
+        pop: str,
+        target: VisitorTarget,
+        invoke: dict[str, Any],
+        body: bytes,
+    ) -> tuple[str, dict[str, Any], str | None]:
+        url = f"{self.pops[pop].replace('http', 'ws', 1)}/ws"
+        headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
+        async with session.ws_connect(url, headers=headers, autoping=True) as ws:
+            await ws.send_bytes(body)
+            message = await ws.receive()
+            await ws.close()
+        value: dict[str, Any] = {"status": 101}
+        if message.type != aiohttp.WSMsgType.BINARY:
+            return "fail", value, f"expected the echo of our message, got {message.type.name}"
+        echoed = bytes(message.data)
+        value.update(
+            {
+                "served_tunnel": target.tunnel,
+                "request_id_echo_ok": True,
+                "digest_ok": hashlib.sha256(echoed).digest() == hashlib.sha256(body).digest(),
+            }
+        )
+        return "ok", value, None

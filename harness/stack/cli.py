@@ -1,0 +1,259 @@
+"""``outlast stack up | status | down``: the embedded stack from the command line.
+
+``up`` starts a supervisor process (``outlast stack supervise``) that owns the stack and tears it
+down on SIGTERM; ``up`` returns once the stack serves visitors, ``down`` signals the supervisor
+and waits. ``up --foreground`` runs the stack in this terminal until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from harness.stack.local import LocalStack
+from harness.stack.process import outlast_argv
+from harness.stack.topology import Topology
+
+DEFAULT_STATE_DIR = Path(".outlast/stack")
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Where the stack keeps its data, logs and stack.json.",
+)
+
+
+def _topology(pops: str, tunnels: int) -> Topology:
+    try:
+        return Topology.numbered(tuple(p.strip() for p in pops.split(",") if p.strip()), tunnels)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _read_stack_json(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / "stack.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{state_dir / 'stack.json'} is unreadable: {exc}") from None
+    return data if isinstance(data, dict) else None
+
+
+def _print_endpoints(data: dict[str, Any]) -> None:
+    click.echo(f"stack up in {data.get('startup_seconds')} s  (state: {data['state_dir']})")
+    click.echo(f"  control plane API  {data['api_url']}")
+    click.echo(
+        f"  fault proxy        {data['faultproxy']['url']}  "
+        f"proxies: {', '.join(sorted(data['faultproxy']['proxies']))}"
+    )
+    for pop, info in data["pops"].items():
+        click.echo(f"  edge {pop:<4}         visitors {info['visitor_url']}  dns {info['dns']}")
+    for tunnel in data["tunnels"]:
+        click.echo(f"  tunnel {tunnel['name']:<10} {tunnel['hostname']} -> {tunnel['id']}")
+    first = data["tunnels"][0]
+    url = next(iter(data["pops"].values()))["visitor_url"]
+    click.echo(f"try: curl -H 'Host: {first['hostname']}' {url}/hello")
+    click.echo(f"details: {Path(data['state_dir']) / 'stack.json'}")
+
+
+@click.group(name="stack")
+def stack_group() -> None:
+    """Run the embedded reference stack (processes on 127.0.0.1)."""
+
+
+@stack_group.command(name="up")
+@state_dir_option
+@click.option("--pops", default="ams,fra", show_default=True, help="Comma-separated PoP names.")
+@click.option("--tunnels", default=1, show_default=True, help="Number of named tunnels.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the fault proxy.")
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C tears the stack down.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
+def up_command(
+    state_dir: Path, pops: str, tunnels: int, seed: int, foreground: bool, timeout: float
+) -> None:
+    """Start broker, control plane, edges, origin, fault proxy and connectors."""
+    _topology(pops, tunnels)  # validate before starting anything
+    existing = _read_stack_json(state_dir)
+    if existing and _pid_alive(existing.get("supervisor_pid")):
+        raise click.ClickException(
+            f"a stack is already running in {state_dir}; `outlast stack down --state-dir "
+            f"{state_dir}` first, or choose another --state-dir"
+        )
+    (state_dir / "stack.json").unlink(missing_ok=True)
+    args = [
+        "--state-dir",
+        str(state_dir),
+        "--pops",
+        pops,
+        "--tunnels",
+        str(tunnels),
+        "--seed",
+        str(seed),
+        "--timeout",
+        str(timeout),
+    ]
+    if foreground:
+        sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "supervisor.log"
+    with open(log, "ab") as log_file:
+        supervisor = subprocess.Popen(
+            outlast_argv("stack", "supervise", *args),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    try:
+        while True:
+            data = _read_stack_json(state_dir)
+            if data and data.get("status") == "up":
+                _print_endpoints(data)
+                return
+            code = supervisor.poll()
+            if code is not None:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                raise click.ClickException(f"the stack did not come up (exit {code}):\n{tail}")
+            time.sleep(0.05)
+    except (KeyboardInterrupt, click.ClickException):
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            supervisor.wait(timeout=60)
+        raise
+
+
+@stack_group.command(name="supervise", hidden=True)
+@state_dir_option
+@click.option("--pops", default="ams,fra")
+@click.option("--tunnels", default=1)
+@click.option("--seed", default=0)
+@click.option("--timeout", default=60.0)
+def supervise_command(state_dir: Path, pops: str, tunnels: int, seed: int, timeout: float) -> None:
+    """Own a stack until SIGTERM/SIGINT (started by `stack up`)."""
+    sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout))
+
+
+def _supervise(state_dir: Path, topology: Topology, seed: int, timeout: float) -> int:
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        stack = LocalStack(state_dir, topology, seed=seed, ready_timeout=timeout)
+        up = asyncio.create_task(stack.up())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({up, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not up.done():
+            up.cancel()  # LocalStack.up tears down what it started when cancelled
+            with contextlib.suppress(asyncio.CancelledError):
+                await up
+            click.echo("interrupted while starting; everything started was stopped", err=True)
+            return 130
+        if up.exception() is not None:
+            click.echo(f"stack failed to start: {up.exception()}", err=True)
+            return 2
+        stack.write_stack_json(status="up", supervisor_pid=os.getpid())
+        data = _read_stack_json(state_dir)
+        if data is not None and sys.stdout.isatty():
+            _print_endpoints(data)
+        await stopper
+        await stack.down()
+        (state_dir / "stack.json").unlink(missing_ok=True)
+        return 0
+
+    return asyncio.run(main())
+
+
+@stack_group.command(name="status")
+@state_dir_option
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+def status_command(state_dir: Path, output: str) -> None:
+    """Show whether the stack and each component are up, and where they listen."""
+    data = _read_stack_json(state_dir)
+    if data is None:
+        click.echo(f"no stack in {state_dir}")
+        sys.exit(3)
+    for info in data["components"].values():
+        info["running"] = _pid_alive(info.get("pid"))
+    serving: dict[str, int | str] = {}
+    for pop, info in data["pops"].items():
+        for tunnel in data["tunnels"]:
+            try:
+                r = httpx.get(
+                    f"{info['visitor_url']}/",
+                    headers={"Host": tunnel["hostname"]},
+                    timeout=2.0,
+                    trust_env=False,
+                )
+                serving[f"{tunnel['hostname']}@{pop}"] = r.status_code
+            except httpx.HTTPError as exc:
+                serving[f"{tunnel['hostname']}@{pop}"] = type(exc).__name__
+    data["serving"] = serving
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(
+        f"stack in {state_dir}: supervisor "
+        f"{'running' if _pid_alive(data.get('supervisor_pid')) else 'gone'}"
+    )
+    for name, info in sorted(data["components"].items()):
+        click.echo(
+            f"  {name:<20} {'running' if info['running'] else 'stopped':<8} pid {info['pid']}"
+        )
+    for key, status in serving.items():
+        click.echo(f"  visitor {key:<30} {status}")
+
+
+@stack_group.command(name="down")
+@state_dir_option
+@click.option("--timeout", default=30.0, show_default=True)
+def down_command(state_dir: Path, timeout: float) -> None:
+    """Stop the stack and everything it started."""
+    data = _read_stack_json(state_dir)
+    if data is None:
+        click.echo(f"no stack in {state_dir}")
+        return
+    supervisor = data.get("supervisor_pid")
+    if supervisor and _pid_alive(supervisor):
+        os.kill(int(supervisor), signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # Whatever survived (supervisor killed, timeout): kill the component process groups.
+    leftovers = [n for n, c in data["components"].items() if _pid_alive(c.get("pid"))]
+    for name in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(data["components"][name]["pid"], signal.SIGKILL)
+    (state_dir / "stack.json").unlink(missing_ok=True)
+    suffix = f" (killed leftovers: {', '.join(leftovers)})" if leftovers else ""
+    click.echo(f"stack in {state_dir} stopped{suffix}")

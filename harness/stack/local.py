@@ -1,0 +1,507 @@
+"""The embedded stack: every component a process on 127.0.0.1, a fault proxy on every link.
+
+    async with LocalStack(state_dir) as stack:
+        print(stack.endpoints()["pops"]["ams"]["visitor_url"])
+
+Component logs land in ``<state_dir>/logs/<component>.log``; ``stack.json`` in the state dir says
+where everything listens. Teardown always runs: on ``down()``, on a failure during ``up()``, and
+on cancellation (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from harness.stack.base import StackError
+from harness.stack.process import ManagedProcess, outlast_argv
+from harness.stack.readiness import free_port, wait_http, wait_tcp
+from harness.stack.topology import Topology, TunnelSpec
+from reference.files import atomic_write
+from reference.pki import create_ca, issue_certificate
+
+HOST = "127.0.0.1"
+
+
+def _addr(port: int) -> str:
+    return f"{HOST}:{port}"
+
+
+class LocalStack:
+    """The reference system as local processes (see module docstring)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        topology: Topology | None = None,
+        *,
+        seed: int = 0,
+        broker_implementation: str = "auto",
+        faultproxy_url: str | None = None,
+        connector_args: tuple[str, ...] = (),
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.topology = topology or Topology()
+        self.seed = seed
+        self.broker_implementation = broker_implementation
+        self.external_faultproxy_url = faultproxy_url or os.environ.get("TOXIPROXY_URL") or None
+        self.connector_args = connector_args
+        self.ready_timeout = ready_timeout
+        self.processes: dict[str, ManagedProcess] = {}
+        self.ports: dict[str, int] = {}
+        self.proxies: dict[str, dict[str, str]] = {}
+        self.tunnel_ids: dict[str, str] = {}
+        self.credentials_files: dict[str, Path] = {}
+        self.api_token: str | None = None
+        self.account_id: str | None = None
+        self.zone_id: str | None = None
+        self.startup_seconds: float | None = None
+        self._up = False
+
+    # ----------------------------------------------------------------- paths and endpoints
+
+    @property
+    def home(self) -> Path:
+        """``OUTLAST_HOME`` of the stack's user: cert.pem and tunnel credentials live here."""
+        return self.state_dir / "home"
+
+    @property
+    def origincert(self) -> Path:
+        return self.home / "cert.pem"
+
+    @property
+    def edge_ca_file(self) -> Path:
+        return self.state_dir / "pki" / "edge-ca.pem"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.state_dir / "controlplane" / "admin.token"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_addr(self.ports['controlplane'])}"
+
+    @property
+    def faultproxy_url(self) -> str:
+        return self.external_faultproxy_url or f"http://{_addr(self.ports['faultproxy'])}"
+
+    def visitor_url(self, pop: str) -> str:
+        return f"http://{_addr(self.ports[f'edge-{pop}-visitor'])}"
+
+    def connector_metrics_url(self, tunnel: str) -> str:
+        return f"http://{_addr(self.ports[f'connector-{tunnel}-metrics'])}"
+
+    def endpoints(self) -> dict[str, Any]:
+        """Everything a user or a probe needs to reach the stack (``stack.json``)."""
+        topo = self.topology
+        return {
+            "backend": "local",
+            "state_dir": str(self.state_dir),
+            "zone": topo.zone,
+            "account_id": self.account_id,
+            "zone_id": self.zone_id,
+            "api_url": self.api_url,
+            "admin_token_file": str(self.admin_token_file),
+            "origincert": str(self.origincert),
+            "edge_ca": str(self.edge_ca_file),
+            "broker": _addr(self.ports["broker"]),
+            "origin_url": f"http://{_addr(self.ports['origin'])}",
+            "faultproxy": {"url": self.faultproxy_url, "proxies": self.proxies},
+            "pops": {
+                pop: {
+                    "visitor_url": self.visitor_url(pop),
+                    "dns": _addr(self.ports[f"edge-{pop}-dns"]),
+                    "tunnel": _addr(self.ports[f"edge-{pop}-tunnel"]),
+                    "metrics_url": f"http://{_addr(self.ports[f'edge-{pop}-metrics'])}/metrics",
+                }
+                for pop in topo.pops
+            },
+            "tunnels": [
+                {
+                    "name": t.name,
+                    "kind": t.kind,
+                    "hostname": t.hostname,
+                    "id": self.tunnel_ids.get(t.name),
+                    "credentials_file": str(self.credentials_files.get(t.name, "")),
+                    "connector": t.connector,
+                    "metrics_url": self.connector_metrics_url(t.name) + "/metrics",
+                    "ready_url": self.connector_metrics_url(t.name) + "/ready",
+                }
+                for t in topo.tunnels
+            ],
+            "components": {
+                name: {"pid": proc.pid, "log": str(proc.log_path), "running": proc.running}
+                for name, proc in self.processes.items()
+            },
+            "startup_seconds": self.startup_seconds,
+        }
+
+    def write_stack_json(self, **extra: Any) -> Path:
+        """Write ``stack.json`` (endpoints plus ``extra`` keys) atomically."""
+        path = self.state_dir / "stack.json"
+        data = {**self.endpoints(), **extra}
+        atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
+        return path
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> LocalStack:
+        await self.up()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.down()
+
+    async def up(self) -> None:
+        """Start everything; on any failure (or cancellation) tear down what was started."""
+        started = time.monotonic()
+        try:
+            await self._start_all()
+        except BaseException:
+            await asyncio.shield(self.down())
+            raise
+        self.startup_seconds = round(time.monotonic() - started, 3)
+        self._up = True
+
+    async def down(self) -> None:
+        """Stop every process this stack started; connectors first so they drain cleanly."""
+        order = [
+            [t.connector for t in self.topology.tunnels],
+            [f"edge-{pop}" for pop in self.topology.pops],
+            ["controlplane", "origin"],
+            ["broker"],
+            ["faultproxy"],
+        ]
+        for group in order:
+            procs = [self.processes[n] for n in group if n in self.processes]
+            await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        self._up = False
+
+    def _process(self, name: str, *args: str) -> ManagedProcess:
+        env = dict(os.environ)
+        env["OUTLAST_HOME"] = str(self.home)
+        proc = ManagedProcess(
+            name, outlast_argv(*args), self.state_dir / "logs" / f"{name}.log", env=env
+        )
+        self.processes[name] = proc
+        return proc
+
+    def _allocate_ports(self) -> None:
+        names = ["faultproxy", "broker", "controlplane", "origin"]
+        for pop in self.topology.pops:
+            names += [f"edge-{pop}-{kind}" for kind in ("tunnel", "visitor", "dns", "metrics")]
+        names += [f"connector-{t.name}-metrics" for t in self.topology.tunnels]
+        names += [f"proxy-{link}" for link in self.topology.links]
+        taken: set[int] = set()
+        for name in names:
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
+            self.ports[name] = port
+
+    def _write_pki(self) -> None:
+        ca = create_ca("outlast edge CA")
+        pki = self.state_dir / "pki"
+        atomic_write(pki / "edge-ca.pem", ca.cert_pem)
+        for pop in self.topology.pops:
+            leaf = issue_certificate(
+                ca, f"edge-{pop}", dns_names=("localhost", f"edge-{pop}"), ip_addresses=(HOST,)
+            )
+            atomic_write(pki / f"edge-{pop}.pem", leaf.cert_pem)
+            atomic_write(pki / f"edge-{pop}.key", leaf.key_pem, mode=0o600)
+
+    def _proxy_plan(self) -> list[dict[str, Any]]:
+        upstreams: dict[str, str] = {
+            "connector-api": _addr(self.ports["controlplane"]),
+            "cp-broker": _addr(self.ports["broker"]),
+        }
+        for pop in self.topology.pops:
+            upstreams[f"conn-{pop}"] = _addr(self.ports[f"edge-{pop}-tunnel"])
+            upstreams[f"edge-{pop}-api"] = _addr(self.ports["controlplane"])
+            upstreams[f"edge-{pop}-broker"] = _addr(self.ports["broker"])
+        return [
+            {
+                "name": link,
+                "listen": _addr(self.ports[f"proxy-{link}"]),
+                "upstream": upstreams[link],
+                "enabled": True,
+            }
+            for link in self.topology.links
+        ]
+
+    def proxy_address(self, link: str) -> str:
+        """Where a client of ``link`` connects (the proxy's listen address)."""
+        return self.proxies[link]["listen"]
+
+    async def _start_all(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, exist_ok=True)
+        self._allocate_ports()
+        self._write_pki()
+        timeout = self.ready_timeout
+
+        if self.external_faultproxy_url is None:
+            fp = self._process(
+                "faultproxy",
+                "serve",
+                "faultproxy",
+                "--listen",
+                _addr(self.ports["faultproxy"]),
+                "--seed",
+                str(self.seed),
+            )
+            await fp.start()
+        broker = self._process(
+            "broker",
+            "serve",
+            "broker",
+            "--listen",
+            _addr(self.ports["broker"]),
+            "--data-dir",
+            str(self.state_dir / "broker"),
+            "--implementation",
+            self.broker_implementation,
+        )
+        await broker.start()
+        if "faultproxy" in self.processes:
+            await wait_http(
+                f"{self.faultproxy_url}/version",
+                timeout=timeout,
+                process=self.processes["faultproxy"],
+            )
+        await self._populate_proxies()
+
+        cp = self._process(
+            "controlplane",
+            "serve",
+            "controlplane",
+            "--data-dir",
+            str(self.state_dir / "controlplane"),
+            "--listen",
+            _addr(self.ports["controlplane"]),
+            "--broker",
+            self.proxy_address("cp-broker"),
+        )
+        origin = self._process(
+            "origin", "serve", "origin", "--name", "origin", "--listen", _addr(self.ports["origin"])
+        )
+        edges = [self._edge_process(pop) for pop in self.topology.pops]
+        await asyncio.gather(cp.start(), origin.start(), *(e.start() for e in edges))
+        await asyncio.gather(
+            wait_tcp(HOST, self.ports["broker"], timeout=timeout, process=broker),
+            wait_http(f"{self.api_url}/health", timeout=timeout, process=cp),
+            wait_http(
+                f"http://{_addr(self.ports['origin'])}/health", timeout=timeout, process=origin
+            ),
+            *(
+                wait_http(
+                    f"http://{_addr(self.ports[f'edge-{pop}-metrics'])}/metrics",
+                    timeout=timeout,
+                    process=edge,
+                )
+                for pop, edge in zip(self.topology.pops, edges, strict=True)
+            ),
+        )
+        await self._bootstrap()
+        connectors = [self._connector_process(t) for t in self.topology.tunnels]
+        await asyncio.gather(*(c.start() for c in connectors))
+        await asyncio.gather(*(self.wait_serving(t) for t in self.topology.tunnels))
+
+    def _edge_process(self, pop: str) -> ManagedProcess:
+        pki = self.state_dir / "pki"
+        return self._process(
+            f"edge-{pop}",
+            "serve",
+            "edge",
+            "--pop",
+            pop,
+            "--tunnel-listen",
+            _addr(self.ports[f"edge-{pop}-tunnel"]),
+            "--visitor-listen",
+            _addr(self.ports[f"edge-{pop}-visitor"]),
+            "--dns-listen",
+            _addr(self.ports[f"edge-{pop}-dns"]),
+            "--metrics-listen",
+            _addr(self.ports[f"edge-{pop}-metrics"]),
+            "--broker",
+            self.proxy_address(f"edge-{pop}-broker"),
+            "--cache-dir",
+            str(self.state_dir / f"edge-{pop}"),
+            "--tls-cert",
+            str(pki / f"edge-{pop}.pem"),
+            "--tls-key",
+            str(pki / f"edge-{pop}.key"),
+        )
+
+    def _connector_process(self, tunnel: TunnelSpec) -> ManagedProcess:
+        args = [
+            "tunnel",
+            "--origincert",
+            str(self.origincert),
+            "run",
+            self.tunnel_ids[tunnel.name],
+            "--credentials-file",
+            str(self.credentials_files[tunnel.name]),
+            "--url",
+            f"http://{_addr(self.ports['origin'])}",
+            "--edge-ca",
+            str(self.edge_ca_file),
+            "--metrics",
+            _addr(self.ports[f"connector-{tunnel.name}-metrics"]),
+        ]
+        for pop in self.topology.pops:
+            args += ["--edge", self.proxy_address(f"conn-{pop}")]
+        return self._process(tunnel.connector, *args, *self.connector_args)
+
+    async def _populate_proxies(self) -> None:
+        plan = self._proxy_plan()
+        async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+            response = await client.post(f"{self.faultproxy_url}/populate", json=plan)
+        if response.status_code not in (200, 201):
+            raise StackError(
+                f"fault proxy refused /populate: {response.status_code} {response.text}"
+            )
+        self.proxies = {p["name"]: {"listen": p["listen"], "upstream": p["upstream"]} for p in plan}
+
+    async def _cli(self, *args: str) -> str:
+        """Run an ``outlast`` CLI command as the stack's user; return stdout."""
+        env = dict(os.environ)
+        env["OUTLAST_HOME"] = str(self.home)
+        proc = await asyncio.create_subprocess_exec(
+            *outlast_argv(*args),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise StackError(
+                f"`outlast {' '.join(args[:3])} ...` failed ({proc.returncode}): "
+                f"{err.decode(errors='replace').strip()}"
+            )
+        return out.decode()
+
+    async def _bootstrap(self) -> None:
+        topo = self.topology
+        boot = json.loads(
+            await self._cli(
+                "controlplane",
+                "--api",
+                self.api_url,
+                "--admin-token-file",
+                str(self.admin_token_file),
+                "bootstrap",
+                "--account",
+                topo.account,
+                "--zone",
+                topo.zone,
+                "--email",
+                topo.email,
+            )
+        )
+        self.api_token = str(boot["api_token"])
+        self.account_id = str(boot["account_id"])
+        self.zone_id = str(boot["zone_id"])
+        await self._cli(
+            "tunnel",
+            "login",
+            "--api",
+            self.api_url,
+            "--token",
+            self.api_token,
+            "--zone",
+            topo.zone,
+            "--origincert",
+            str(self.origincert),
+        )
+        for tunnel in topo.tunnels:
+            await self.create_tunnel(tunnel)
+
+    async def create_tunnel(self, tunnel: TunnelSpec) -> str:
+        """Create and route ``tunnel`` through the connector CLI; return its id."""
+        creds = self.home / f"{tunnel.name}.json"
+        created = json.loads(
+            await self._cli(
+                "tunnel",
+                "--origincert",
+                str(self.origincert),
+                "create",
+                tunnel.name,
+                "--credentials-file",
+                str(creds),
+                "-o",
+                "json",
+            )
+        )
+        tunnel_id = str(created["id"])
+        await self._cli(
+            "tunnel",
+            "--origincert",
+            str(self.origincert),
+            "route",
+            "dns",
+            tunnel_id,
+            tunnel.hostname,
+        )
+        self.tunnel_ids[tunnel.name] = tunnel_id
+        self.credentials_files[tunnel.name] = creds
+        return tunnel_id
+
+    async def wait_serving(self, tunnel: TunnelSpec, timeout: float | None = None) -> None:
+        """Wait until ``tunnel``'s hostname is served through every PoP."""
+        timeout = timeout or self.ready_timeout
+        connector = self.processes.get(tunnel.connector)
+        await wait_http(
+            f"{self.connector_metrics_url(tunnel.name)}/ready", timeout=timeout, process=connector
+        )
+        for pop in self.topology.pops:
+            await wait_http(
+                f"{self.visitor_url(pop)}/",
+                timeout=timeout,
+                process=connector,
+                headers={"Host": tunnel.hostname},
+            )
+
+    # ----------------------------------------------------------------- component control
+
+    def _component(self, component: str) -> ManagedProcess:
+        try:
+            return self.processes[component]
+        except KeyError:
+            known = ", ".join(sorted(self.processes))
+            raise StackError(f"no component {component!r} in this stack (have: {known})") from None
+
+    async def stop(self, component: str) -> None:
+        await self._component(component).stop()
+
+    async def kill(self, component: str) -> None:
+        await self._component(component).kill()
+
+    async def start(self, component: str) -> None:
+        await self._component(component).start()
+
+    async def restart(self, component: str) -> None:
+        proc = self._component(component)
+        await proc.stop()
+        await proc.start()
+
+    async def pause(self, component: str) -> None:
+        self._component(component).pause()
+
+    async def resume(self, component: str) -> None:
+        self._component(component).resume()
