@@ -1,0 +1,1 @@
+"""MQTT broker for configuration distribution: mosquitto when installed, else an embedded one."""

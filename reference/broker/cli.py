@@ -1,0 +1,103 @@
+"""``outlast serve broker``: mosquitto when installed, the embedded broker otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from reference.addresses import HostPort
+from reference.broker.mosquitto import find_mosquitto, run_mosquitto
+from reference.broker.persistence import StateFileError
+from reference.broker.server import EmbeddedBroker
+from reference.broker.sessions import DEFAULT_MAX_QUEUED
+from reference.logs import configure_logging, log_event
+
+logger = logging.getLogger("reference.broker.cli")
+
+
+async def run_embedded(host: str, port: int, data_dir: Path, max_queued: int) -> None:
+    """Run the embedded broker until SIGTERM or SIGINT, then save and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    broker = EmbeddedBroker(host, port, data_dir, max_queued=max_queued)
+    try:
+        await broker.start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc} (is another broker running there?)"
+        ) from None
+    try:
+        await stop.wait()
+        log_event(logger, "stop signal received, shutting down")
+    finally:
+        await broker.stop()
+
+
+@click.command("broker")
+@click.option(
+    "--listen",
+    type=HostPort(),
+    required=True,
+    help="Address to listen on, for example 127.0.0.1:1883.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for persistence (retained messages, persistent sessions).",
+)
+@click.option(
+    "--implementation",
+    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="auto runs mosquitto when it is installed, the embedded broker otherwise.",
+)
+@click.option(
+    "--max-queued-messages",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_QUEUED,
+    show_default=True,
+    help="QoS 1/2 messages kept per client beyond those in flight; newer ones are dropped.",
+)
+@click.option("--log-level", default="info", show_default=True, help="debug, info, warning.")
+def serve_command(
+    listen: tuple[str, int],
+    data_dir: Path,
+    implementation: str,
+    max_queued_messages: int,
+    log_level: str,
+) -> None:
+    """Run the MQTT broker (configuration distribution, connection events) in the foreground."""
+    configure_logging("broker", log_level)
+    host, port = listen
+    data_dir.mkdir(parents=True, exist_ok=True)
+    binary = find_mosquitto() if implementation in ("auto", "mosquitto") else None
+    if implementation == "mosquitto" and binary is None:
+        raise click.ClickException(
+            "mosquitto is not installed (not on PATH nor in /usr/sbin): install it "
+            "(apt-get install mosquitto) or use --implementation embedded"
+        )
+    if binary is not None:
+        log_event(
+            logger,
+            "starting mosquitto",
+            binary=binary,
+            host=host,
+            port=port,
+            data_dir=str(data_dir),
+        )
+        sys.exit(
+            run_mosquitto(binary, host, port, data_dir, max_queued_messages=max_queued_messages)
+        )
+    try:
+        asyncio.run(run_embedded(host, port, data_dir, max_queued_messages))
+    except StateFileError as exc:
+        raise click.ClickException(str(exc)) from None
