@@ -1,0 +1,138 @@
+"""``outlast serve edge``: run one edge PoP until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from reference.addresses import HostPort
+from reference.edge.server import EdgeConfig, EdgeServer
+from reference.logs import configure_logging, log_event
+from reference.wire import HeartbeatConfig
+
+Address = tuple[str, int]
+
+
+@click.command("edge")
+@click.option("--pop", required=True, help="PoP name (location), e.g. ams or fra.")
+@click.option(
+    "--tunnel-listen",
+    type=HostPort(),
+    required=True,
+    help="TLS listener for connector connections, HOST:PORT.",
+)
+@click.option(
+    "--visitor-listen",
+    type=HostPort(),
+    required=True,
+    help="Visitor HTTP/WebSocket listener, HOST:PORT.",
+)
+@click.option(
+    "--dns-listen",
+    type=HostPort(),
+    required=True,
+    help="DNS listener (UDP and TCP on the same port), HOST:PORT.",
+)
+@click.option("--broker", type=HostPort(), required=True, help="MQTT broker, HOST:PORT.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of the persistent configuration cache.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="PEM certificate of the tunnel listener.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="PEM private key of the tunnel listener.",
+)
+@click.option(
+    "--metrics-listen",
+    type=HostPort(),
+    default=None,
+    help="Separate listener for /metrics and /ready (they are also served on the "
+    "visitor listener for Host: <ip>/localhost).",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=float,
+    default=HeartbeatConfig().interval,
+    show_default=True,
+    help="Seconds between PINGs on each tunnel connection.",
+)
+@click.option(
+    "--heartbeat-timeout",
+    type=float,
+    default=HeartbeatConfig().timeout,
+    show_default=True,
+    help="Close a tunnel connection silent for this long.",
+)
+@click.option(
+    "--unknown-tunnel-retry-after",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Retry hint (s) sent to a connector whose tunnel is not in the cache yet.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def serve_command(
+    pop: str,
+    tunnel_listen: Address,
+    visitor_listen: Address,
+    dns_listen: Address,
+    broker: Address,
+    cache_dir: Path,
+    tls_cert: Path,
+    tls_key: Path,
+    metrics_listen: Address | None,
+    heartbeat_interval: float,
+    heartbeat_timeout: float,
+    unknown_tunnel_retry_after: float,
+    log_level: str,
+) -> None:
+    """Run an edge PoP: authenticates tunnel registrations from its local configuration cache,
+    routes visitors by Host to a tunnel connection, answers DNS for its zones."""
+    configure_logging(f"edge-{pop}", log_level)
+    try:
+        heartbeat = HeartbeatConfig(interval=heartbeat_interval, timeout=heartbeat_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    config = EdgeConfig(
+        pop=pop,
+        tunnel_listen=tunnel_listen,
+        visitor_listen=visitor_listen,
+        dns_listen=dns_listen,
+        broker=broker,
+        cache_dir=cache_dir,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        metrics_listen=metrics_listen,
+        heartbeat=heartbeat,
+        unknown_tunnel_retry_after=unknown_tunnel_retry_after,
+    )
+    try:
+        asyncio.run(_run(config))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"edge {pop} could not start: {exc}") from None
+
+
+async def _run(config: EdgeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with EdgeServer(config):
+        await stop.wait()
+        log_event(logging.getLogger("reference.edge"), "shutting down on signal", pop=config.pop)

@@ -1,0 +1,493 @@
+"""An edge PoP assembled: config cache + broker link + tunnel listener + visitor proxy + DNS +
+metrics. ``async with EdgeServer(config) as edge:`` runs it until the block ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from reference.edge.cache_store import CachePersister, load_cache
+from reference.edge.config_cache import ConfigCache
+from reference.edge.config_sync import ConfigSync
+from reference.edge.connections import ConnectionRegistry, LiveConnection, utc_now_iso
+from reference.edge.dns_answers import DnsIdentity
+from reference.edge.dns_server import DnsServer
+from reference.edge.health import Readiness, health_application, health_routes
+from reference.edge.metrics import EdgeMetrics
+from reference.edge.registration import DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER, decide_registration
+from reference.edge.visitor import VisitorProxy, VisitorSettings
+from reference.logs import log_event
+from reference.wire import (
+    EdgeTunnel,
+    HeartbeatConfig,
+    RefusalCause,
+    RegistrationRequest,
+    RegistrationResponse,
+    accept_tunnel,
+)
+
+logger = logging.getLogger("reference.edge")
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything ``outlast serve edge`` is told on its command line."""
+
+    pop: str
+    tunnel_listen: Address
+    visitor_listen: Address
+    dns_listen: Address
+    broker: Address
+    cache_dir: Path
+    tls_cert: Path
+    tls_key: Path
+    metrics_listen: Address | None = None
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    unknown_tunnel_retry_after: float = DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER
+    registration_timeout: float = 10.0
+    visitor: VisitorSettings = field(default_factory=VisitorSettings)
+    shutdown_timeout: float = 3.0
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS server context for the tunnel listener (TLS 1.2+)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"cannot load the edge TLS certificate {cert} / key {key}: {exc}. Pass the PEM files "
+            "the stack issued (--tls-cert, --tls-key)"
+        ) from exc
+    return context
+
+
+def _dns_visitor_ip(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    return host if address.version == 4 and not address.is_unspecified else "127.0.0.1"
+
+
+class EdgeServer:
+    """One running edge PoP."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self.pop = config.pop
+        self.cache = ConfigCache()
+        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry()
+        self.persister: CachePersister | None = None
+        self.sync: ConfigSync | None = None
+        self.metrics: EdgeMetrics | None = None
+        self.tunnel_port = config.tunnel_listen[1]
+        self.visitor_port = config.visitor_listen[1]
+        self.dns_port = config.dns_listen[1]
+        self.metrics_port = config.metrics_listen[1] if config.metrics_listen else None
+        self._stopping = False
+        self._stack = contextlib.AsyncExitStack()
+        self._tunnel_server: asyncio.Server | None = None
+        self._tunnel_tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._retired: set[str] = set()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        tls = server_tls_context(cfg.tls_cert, cfg.tls_key)
+        self.cache = await asyncio.to_thread(load_cache, cfg.cache_dir)
+        self.persister = await self._stack.enter_async_context(
+            CachePersister(self.cache, cfg.cache_dir)
+        )
+        self.sync = ConfigSync(
+            self.pop,
+            cfg.broker[0],
+            cfg.broker[1],
+            on_payload=self._on_config_payload,
+            snapshot=self.connections.snapshot_entries,
+        )
+        persister, sync = self.persister, self.sync
+        metrics = EdgeMetrics(
+            self.cache,
+            self.connections,
+            persisted_version=lambda: persister.persisted_version,
+            broker_connected=lambda: sync.connected,
+        )
+        self.metrics = metrics
+        self.connections.on_change(sync.snapshot_changed)
+        sync_task = asyncio.create_task(sync.run(), name="edge-config-sync")
+        self._stack.push_async_callback(self._stop_sync, sync_task)
+
+        dns = DnsServer(
+            self.cache,
+            DnsIdentity(self.pop, _dns_visitor_ip(cfg.visitor_listen[0])),
+            cfg.dns_listen[0],
+            cfg.dns_listen[1],
+            observer=lambda transport, rcode: metrics.dns_queries.labels(
+                transport=transport, rcode=str(rcode)
+            ).inc(),
+        )
+        await self._stack.enter_async_context(dns)
+        self.dns_port = dns.port
+
+        readiness = Readiness(
+            pop=self.pop,
+            config_version=lambda: self.cache.version,
+            broker_connected=lambda: sync.connected,
+            subscribed_once=sync.subscribed.is_set,
+            connections=lambda: len(self.connections),
+        )
+        routes = health_routes(metrics, readiness)
+        proxy = VisitorProxy(
+            self.pop,
+            self.cache,
+            self.connections,
+            metrics,
+            settings=cfg.visitor,
+            local_routes=routes,
+        )
+        self.visitor_port = await self._serve_http(proxy.application(), cfg.visitor_listen)
+        if cfg.metrics_listen is not None:
+            self.metrics_port = await self._serve_http(
+                health_application(routes), cfg.metrics_listen
+            )
+
+        self._tunnel_server = await asyncio.start_server(
+            self._on_tunnel_connection,
+            cfg.tunnel_listen[0],
+            cfg.tunnel_listen[1],
+            ssl=tls,
+            ssl_handshake_timeout=10.0,
+            limit=2**20,
+        )
+        self.tunnel_port = int(self._tunnel_server.sockets[0].getsockname()[1])
+        self._stack.push_async_callback(self._stop_tunnels)
+        log_event(
+            logger,
+            "edge started",
+            pop=self.pop,
+            tunnel_listen=f"{cfg.tunnel_listen[0]}:{self.tunnel_port}",
+            visitor_listen=f"{cfg.visitor_listen[0]}:{self.visitor_port}",
+            dns_listen=f"{cfg.dns_listen[0]}:{self.dns_port}",
+            metrics_listen=(
+                f"{cfg.metrics_listen[0]}:{self.metrics_port}" if cfg.metrics_listen else None
+            ),
+            broker=f"{cfg.broker[0]}:{cfg.broker[1]}",
+            config_version=self.cache.version,
+        )
+
+    async def _serve_http(self, app: web.Application, address: Address) -> int:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, address[0], address[1])
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else address[1]
+
+    async def stop(self) -> None:
+        """Close tunnels (telling connectors to retry elsewhere), stop listeners, flush the cache,
+        mark this PoP offline at the broker."""
+        self._stopping = True
+        await self._stack.aclose()
+        for task in list(self._background):
+            task.cancel()
+        log_event(logger, "edge stopped", pop=self.pop)
+
+    async def _stop_tunnels(self) -> None:
+        if self._tunnel_server is not None:
+            self._tunnel_server.close()
+        closing = [
+            self._close_connection(
+                live, RefusalCause.UNAVAILABLE, "edge shutting down", should_retry=True
+            )
+            for live in self.connections.all()
+        ]
+        if closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.shutdown_timeout):
+                    await asyncio.gather(*closing, return_exceptions=True)
+        for task in list(self._tunnel_tasks):
+            task.cancel()
+        if self._tunnel_tasks:
+            await asyncio.gather(*self._tunnel_tasks, return_exceptions=True)
+
+    async def _stop_sync(self, task: asyncio.Task[None]) -> None:
+        if self.sync is not None:
+            await self.sync.publish_offline()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def __aenter__(self) -> EdgeServer:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ---- configuration -----------------------------------------------------------------------
+
+    def _on_config_payload(self, topic: str, payload: bytes) -> None:
+        result = self.cache.apply(topic, payload)
+        if self.metrics is not None:
+            self.metrics.config_updates.labels(outcome=result.reason).inc()
+        if result.reason == "invalid":
+            log_event(
+                logger, "ignored an invalid configuration payload", logging.WARNING, topic=topic
+            )
+        if not result.applied:
+            return
+        if self.persister is not None:
+            self.persister.mark_dirty()
+        if result.deleted_tunnel_id is not None:
+            self._on_tunnel_deleted(result.deleted_tunnel_id)
+
+    def _on_tunnel_deleted(self, tunnel_id: str) -> None:
+        victims = self.connections.for_tunnel(tunnel_id)
+        log_event(
+            logger,
+            "tunnel deleted; closing its connections",
+            tunnel_id=tunnel_id,
+            connections=len(victims),
+        )
+        for live in victims:
+            self._spawn(
+                self._close_connection(
+                    live, RefusalCause.TUNNEL_DELETED, "tunnel deleted", should_retry=False
+                )
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- tunnel connections ------------------------------------------------------------------
+
+    async def _authenticate(
+        self, origin_ip: str, request: RegistrationRequest, nonce: str
+    ) -> RegistrationResponse:
+        fields = {
+            "tunnel_id": request.tunnel_id,
+            "connIndex": request.conn_index,
+            "connector_id": request.connector_id,
+            "attempt": request.attempt,
+            "origin_ip": origin_ip,
+            "location": self.pop,
+        }
+        if self._stopping:
+            self._count_registration("failed", "edge_stopping")
+            return RegistrationResponse.refusal(
+                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
+            )
+        decision = decide_registration(
+            self.cache,
+            request,
+            nonce,
+            unknown_tunnel_retry_after=self.config.unknown_tunnel_retry_after,
+        )
+        if not decision.accepted:
+            self._count_registration("failed", decision.reason)
+            log_event(
+                logger,
+                "registration refused",
+                logging.WARNING,
+                reason=decision.reason,
+                cause=decision.cause,
+                should_retry=decision.should_retry,
+                retry_after=decision.retry_after,
+                **fields,
+            )
+            return RegistrationResponse.refusal(
+                decision.cause or "refused",
+                should_retry=decision.should_retry,
+                retry_after=decision.retry_after,
+            )
+        self._count_registration("ok", "ok")
+        return RegistrationResponse.success(str(uuid.uuid4()), self.pop)
+
+    def _count_registration(self, result: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.registrations.labels(result=result, reason=reason).inc()
+
+    async def _on_tunnel_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tunnel_tasks.add(task)
+        try:
+            await self._serve_tunnel_connection(reader, writer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("tunnel connection handler failed")
+        finally:
+            if task is not None:
+                self._tunnel_tasks.discard(task)
+            if not writer.is_closing():
+                writer.close()
+
+    async def _serve_tunnel_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        origin_ip = str(peer[0]) if isinstance(peer, tuple) else ""
+
+        async def authenticate(request: RegistrationRequest, nonce: str) -> RegistrationResponse:
+            return await self._authenticate(origin_ip, request, nonce)
+
+        tunnel = await accept_tunnel(
+            reader,
+            writer,
+            authenticate=authenticate,
+            heartbeat=self.config.heartbeat,
+            registration_timeout=self.config.registration_timeout,
+        )
+        if tunnel is None:
+            return
+        request = tunnel.registration
+        assert request is not None
+        live: LiveConnection[EdgeTunnel] = LiveConnection(
+            connection_id=tunnel.connection_id,
+            tunnel_id=request.tunnel_id,
+            account_tag=request.account_tag,
+            conn_index=request.conn_index,
+            connector_id=request.connector_id,
+            handle=tunnel,
+            connector_version=request.version,
+            arch=request.arch,
+            origin_ip=origin_ip,
+        )
+        config = self.cache.tunnel(request.tunnel_id)
+        if self._stopping or config is None or config.deleted or tunnel.closed:
+            # The tunnel was deleted (or the edge began stopping) while it registered.
+            deleted = config is None or config.deleted
+            await tunnel.close(
+                RefusalCause.TUNNEL_DELETED if deleted else RefusalCause.UNAVAILABLE,
+                should_retry=not deleted,
+            )
+            return
+        replaced = self.connections.add(live)
+        self._publish_event("registered", live)
+        log_event(
+            logger,
+            "Registered tunnel connection",
+            connection=live.connection_id,
+            tunnel_id=live.tunnel_id,
+            connIndex=live.conn_index,
+            connector_id=live.connector_id,
+            origin_ip=origin_ip,
+            location=self.pop,
+        )
+        if replaced is not None:
+            self._spawn(
+                self._close_connection(
+                    replaced,
+                    RefusalCause.DUPLICATE_CONNECTION,
+                    "replaced by a new connection of the same connector and index",
+                    should_retry=True,
+                )
+            )
+        try:
+            await tunnel.wait_unavailable()
+            reason = "unregistered" if not tunnel.closed else (tunnel.close_reason or "closed")
+            self._retire(live, reason)
+            await tunnel.wait_closed()
+        finally:
+            self._retire(live, tunnel.close_reason or "edge closed the connection")
+            self._retired.discard(live.connection_id)
+
+    def _retire(self, live: LiveConnection[EdgeTunnel], reason: str) -> None:
+        """Stop routing to ``live`` and announce it unregistered (once)."""
+        live.closing = True
+        if live.connection_id in self._retired:
+            return
+        self._retired.add(live.connection_id)
+        self.connections.remove(live.connection_id)
+        self._publish_event("unregistered", live, reason=reason)
+        if self.metrics is not None:
+            self.metrics.unregistrations.labels(reason=_reason_label(reason)).inc()
+        log_event(
+            logger,
+            "Unregistered tunnel connection",
+            connection=live.connection_id,
+            tunnel_id=live.tunnel_id,
+            connIndex=live.conn_index,
+            reason=reason,
+            location=self.pop,
+        )
+
+    async def _close_connection(
+        self, live: LiveConnection[EdgeTunnel], cause: str, reason: str, *, should_retry: bool
+    ) -> None:
+        self._retire(live, reason)
+        with contextlib.suppress(Exception):
+            await live.handle.close(cause, should_retry=should_retry)
+
+    def _publish_event(
+        self, kind: str, live: LiveConnection[EdgeTunnel], *, reason: str | None = None
+    ) -> None:
+        if self.sync is None:
+            return
+        event: dict[str, Any] = {
+            "event": kind,
+            "pop": self.pop,
+            "tunnel_id": live.tunnel_id,
+            "account_tag": live.account_tag,
+            "connection_id": live.connection_id,
+            "conn_index": live.conn_index,
+            "connector_id": live.connector_id,
+            "connector_version": live.connector_version,
+            "arch": live.arch,
+            "origin_ip": live.origin_ip,
+            "at": utc_now_iso(),
+        }
+        if reason is not None:
+            event["reason"] = reason
+        self.sync.publish_event(event)
+
+
+def _reason_label(reason: str) -> str:
+    """A bounded metrics label for a free-text close reason."""
+    for known in (
+        "unregistered",
+        "heartbeat timeout",
+        "eof",
+        "tunnel deleted",
+        "edge shutting down",
+        "replaced",
+    ):
+        if reason.startswith(known):
+            return known.replace(" ", "_")
+    if reason.startswith("closed by peer"):
+        return "closed_by_peer"
+    if reason.startswith("protocol error"):
+        return "protocol_error"
+    return "other"

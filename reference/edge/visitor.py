@@ -1,0 +1,431 @@
+"""Visitor HTTP/WebSocket server: Host -> DNS record -> tunnel -> one of its connections.
+
+Routing and errors (table in docs/edge.md):
+
+1. Host not in a live zone, or no live record for it          -> 404, error_code 1001
+2. record does not point at a tunnel                           -> 404, error_code 1002
+3. tunnel unknown to this edge or deleted                      -> 530, error_code 1016
+4. tunnel has no registered connection at this PoP             -> 530, error_code 1033
+5. every connection tried failed before the response started   -> 502, error_code 1035
+
+A request is retried on another connection of the same tunnel when the stream could not even be
+opened (nothing was sent), or when it is idempotent (GET, HEAD, OPTIONS, PUT, DELETE, TRACE)
+and its connection failed before the response started (its body is replayed when it was at most
+``replay_limit`` bytes). At most ``max_attempts`` connections are tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from reference.edge.config_cache import ConfigCache
+from reference.edge.config_models import normalize_name
+from reference.edge.connections import ConnectionRegistry, LiveConnection
+from reference.edge.metrics import EdgeMetrics
+from reference.edge.request_body import DEFAULT_REPLAY_LIMIT, ReplayableBody
+from reference.edge.visitor_errors import (
+    CONNECTION_HEADER,
+    MISSING_HOST,
+    NO_ACTIVE_CONNECTION,
+    NO_SUCH_HOSTNAME,
+    NOT_A_TUNNEL_ROUTE,
+    POP_HEADER,
+    RESPONSE_TIMEOUT,
+    TUNNEL_CONNECTION_FAILED,
+    TUNNEL_NOT_FOUND,
+    VisitorError,
+    error_response,
+)
+from reference.logs import log_event
+from reference.wire import (
+    EdgeStream,
+    EdgeTunnel,
+    Headers,
+    StreamFailedBeforeResponse,
+    StreamRequest,
+    TunnelClosed,
+    WireError,
+    WsMessage,
+    WsMessageType,
+)
+
+logger = logging.getLogger("reference.edge.visitor")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "host",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-accept",
+    }
+)
+LocalHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class VisitorSettings:
+    """Tunables of the visitor proxy."""
+
+    max_attempts: int = 3
+    replay_limit: int = DEFAULT_REPLAY_LIMIT
+    response_timeout: float = 100.0
+    max_ws_message: int = 1024 * 1024
+
+
+class _Route:
+    def __init__(self, tunnel_id: str) -> None:
+        self.tunnel_id = tunnel_id
+
+
+def is_local_host(host: str) -> bool:
+    """True for an IP literal or ``localhost``: requests to the edge itself, not to a tunnel."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def split_host(header: str) -> str:
+    """The host name of a Host header (port removed, normalized)."""
+    header = header.strip()
+    if header.startswith("["):
+        return header[: header.find("]") + 1] if "]" in header else header
+    return normalize_name(header.rsplit(":", 1)[0] if header.count(":") == 1 else header)
+
+
+class VisitorProxy:
+    """The aiohttp application that forwards visitor requests into tunnels."""
+
+    def __init__(
+        self,
+        pop: str,
+        cache: ConfigCache,
+        connections: ConnectionRegistry[EdgeTunnel],
+        metrics: EdgeMetrics,
+        *,
+        settings: VisitorSettings | None = None,
+        local_routes: dict[str, LocalHandler] | None = None,
+    ) -> None:
+        self.pop = pop
+        self.cache = cache
+        self.connections = connections
+        self.metrics = metrics
+        self.settings = settings or VisitorSettings()
+        self.local_routes = local_routes or {}
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=2**40)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    # ---- routing -----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Entry point for every request on the visitor listener. Requests for the edge itself
+        (Host is an IP address or localhost, path /metrics or /ready) are not counted as
+        visitor requests."""
+        host = split_host(request.headers.get("Host", ""))
+        local = self.local_routes.get(request.path) if is_local_host(host) else None
+        if local is not None:
+            return await local(request)
+        response = await self._handle(request, host)
+        self.metrics.visitor_requests.labels(status=str(response.status)).inc()
+        return response
+
+    async def _handle(self, request: web.Request, host: str) -> web.StreamResponse:
+        if not host:
+            return self._error(MISSING_HOST, "the request has no Host header")
+        route = self._route(host)
+        if isinstance(route, web.Response):
+            return route
+        return await self._forward(request, host, route.tunnel_id)
+
+    def _route(self, host: str) -> _Route | web.Response:
+        record = self.cache.route_record(host) if self.cache.zone_for(host) else None
+        if record is None:
+            return self._error(
+                NO_SUCH_HOSTNAME, f"no such hostname: {host} has no DNS record at this edge"
+            )
+        tunnel_id = record.tunnel_id or self.cache.tunnel_for_target(record.content)
+        if tunnel_id is None:
+            return self._error(
+                NOT_A_TUNNEL_ROUTE,
+                f"hostname {host} is not routed to a tunnel ({record.type} {record.content})",
+            )
+        tunnel = self.cache.tunnel(tunnel_id)
+        if tunnel is None:
+            return self._error(
+                TUNNEL_NOT_FOUND,
+                f"tunnel {tunnel_id} for {host} is unknown to this edge (its configuration may "
+                "still be propagating)",
+            )
+        if tunnel.deleted:
+            return self._error(
+                TUNNEL_NOT_FOUND,
+                f"tunnel {tunnel_id} for {host} was deleted; route the hostname to another tunnel",
+            )
+        if not self.connections.for_tunnel(tunnel_id):
+            return self._no_connection(tunnel_id)
+        return _Route(tunnel_id)
+
+    def _no_connection(self, tunnel_id: str) -> web.Response:
+        return self._error(
+            NO_ACTIVE_CONNECTION,
+            f"tunnel {tunnel_id} has no active connection at this edge ({self.pop}); "
+            "is its connector running?",
+        )
+
+    def _error(self, kind: VisitorError, message: str) -> web.Response:
+        return error_response(kind, message, self.pop)
+
+    # ---- forwarding --------------------------------------------------------------------------
+
+    def _stream_request(self, request: web.Request, host: str, websocket: bool) -> StreamRequest:
+        headers: Headers = [
+            (name.lower(), value)
+            for name, value in request.headers.items()
+            if name.lower() not in HOP_BY_HOP
+        ]
+        peer = request.remote or ""
+        forwarded = request.headers.get("X-Forwarded-For")
+        headers = [(n, v) for n, v in headers if n != "x-forwarded-for"]
+        headers.append(("x-forwarded-for", f"{forwarded}, {peer}" if forwarded else peer))
+        headers.append(("x-forwarded-proto", request.scheme))
+        headers.append(("x-outlast-pop", self.pop))
+        return StreamRequest(
+            method=request.method,
+            path=request.path_qs,
+            host=host,
+            headers=headers,
+            scheme=request.scheme,
+            websocket=websocket,
+        )
+
+    async def _forward(self, request: web.Request, host: str, tunnel_id: str) -> web.StreamResponse:
+        websocket = (
+            request.method == "GET"
+            and request.headers.get("Upgrade", "").lower() == "websocket"
+            and "upgrade" in request.headers.get("Connection", "").lower()
+        )
+        stream_request = self._stream_request(request, host, websocket)
+        has_body = request.body_exists and not websocket
+        body = ReplayableBody(request.content, self.settings.replay_limit) if has_body else None
+        idempotent = request.method in IDEMPOTENT_METHODS
+        tried: set[str] = set()
+        last_error = "no connection was tried"
+        for attempt in range(self.settings.max_attempts):
+            connection = self.connections.pick(tunnel_id, tried)
+            if connection is None:
+                break
+            tried.add(connection.connection_id)
+            if attempt:
+                self.metrics.visitor_retries.inc()
+            with connection.request_slot():
+                try:
+                    stream = await connection.handle.open_stream(
+                        stream_request, end_body=not (has_body or websocket)
+                    )
+                except (TunnelClosed, StreamFailedBeforeResponse) as exc:
+                    last_error = str(exc)  # nothing was sent: safe to try elsewhere
+                    continue
+                try:
+                    status, headers, pump = await self._response_head(stream, body)
+                except TimeoutError:
+                    stream.reset()
+                    return self._error(
+                        RESPONSE_TIMEOUT,
+                        f"the origin behind tunnel {tunnel_id} did not answer within "
+                        f"{self.settings.response_timeout:.0f} s",
+                    )
+                except StreamFailedBeforeResponse as exc:
+                    last_error = str(exc)
+                    log_event(
+                        logger,
+                        "tunnel stream failed before the response",
+                        logging.WARNING,
+                        tunnel_id=tunnel_id,
+                        connection_id=connection.connection_id,
+                        method=request.method,
+                        error=last_error,
+                        attempt=attempt,
+                    )
+                    if idempotent and (body is None or body.replayable):
+                        continue
+                    break
+                if websocket and status == 101:
+                    return await self._relay_websocket(request, stream, headers, connection)
+                return await self._relay_response(
+                    request, stream, status, headers, connection, pump
+                )
+        if not tried:
+            return self._no_connection(tunnel_id)
+        return self._error(
+            TUNNEL_CONNECTION_FAILED,
+            f"tunnel {tunnel_id}: the connection failed before the origin answered "
+            f"({len(tried)} tried; last error: {last_error})",
+        )
+
+    async def _response_head(
+        self, stream: EdgeStream, body: ReplayableBody | None
+    ) -> tuple[int, Headers, asyncio.Task[None] | None]:
+        """Start sending the body and wait for the response head. The body pump keeps running
+        (it is returned) while the response streams; it is cancelled on failure."""
+        pump = asyncio.create_task(self._pump_body(stream, body)) if body is not None else None
+        try:
+            async with asyncio.timeout(self.settings.response_timeout):
+                status, headers = await stream.response()
+        except BaseException:
+            stream.reset()  # no-op when the stream already failed; else stop the connector
+            if pump is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump
+            raise
+        return status, headers, pump
+
+    async def _pump_body(self, stream: EdgeStream, body: ReplayableBody | None) -> None:
+        if body is None:
+            return
+        try:
+            async for chunk in body.chunks():
+                await stream.send_body(chunk)
+            await stream.end_body()
+        except WireError:
+            return  # the response side reports what happened to the stream
+        except Exception as exc:  # the visitor went away or sent a broken body mid-upload
+            log_event(
+                logger,
+                "visitor request body failed; resetting the stream",
+                logging.INFO,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            stream.reset()
+
+    async def _relay_response(
+        self,
+        request: web.Request,
+        stream: EdgeStream,
+        status: int,
+        headers: Headers,
+        connection: LiveConnection[EdgeTunnel],
+        pump: asyncio.Task[None] | None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=status)
+        for name, value in headers:
+            if name.lower() not in HOP_BY_HOP:
+                response.headers.add(name, value)
+        response.headers[POP_HEADER] = self.pop
+        response.headers[CONNECTION_HEADER] = connection.connection_id
+        try:
+            await response.prepare(request)
+            if request.method != "HEAD":
+                while chunk := await stream.read_body_chunk():
+                    await response.write(chunk)
+            await response.write_eof()
+        except WireError as exc:
+            log_event(
+                logger,
+                "tunnel stream failed mid-response; aborting the visitor connection",
+                logging.WARNING,
+                connection_id=connection.connection_id,
+                error=str(exc),
+            )
+            if request.transport is not None:
+                request.transport.abort()
+        except (ConnectionError, asyncio.CancelledError):
+            stream.reset()  # the visitor went away: stop the origin
+            raise
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump
+            if not stream.finished:
+                stream.reset()
+        return response
+
+    async def _relay_websocket(
+        self,
+        request: web.Request,
+        stream: EdgeStream,
+        headers: Headers,
+        connection: LiveConnection[EdgeTunnel],
+    ) -> web.StreamResponse:
+        protocol = next((v for n, v in headers if n.lower() == "sec-websocket-protocol"), None)
+        ws = web.WebSocketResponse(
+            protocols=(protocol,) if protocol else (),
+            max_msg_size=self.settings.max_ws_message,
+            autoping=True,
+        )
+        ws.headers[POP_HEADER] = self.pop
+        ws.headers[CONNECTION_HEADER] = connection.connection_id
+        await ws.prepare(request)
+
+        async def visitor_to_tunnel() -> None:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    await stream.send_ws(WsMessage.text(message.data))
+                elif message.type == WSMsgType.BINARY:
+                    await stream.send_ws(WsMessage.binary(message.data))
+                elif message.type == WSMsgType.ERROR:
+                    break
+            code = ws.close_code or 1000
+            with contextlib.suppress(WireError):
+                await stream.send_ws(WsMessage.close(code if code < 5000 else 1000))
+                await stream.end_body()
+
+        async def tunnel_to_visitor() -> None:
+            while True:
+                message = await stream.receive_ws()
+                if message is None:
+                    break
+                if message.type == WsMessageType.TEXT:
+                    data = message.data
+                    await ws.send_str(data if isinstance(data, str) else data.decode())
+                elif message.type == WsMessageType.BINARY:
+                    data = message.data
+                    await ws.send_bytes(data if isinstance(data, bytes) else data.encode())
+                elif message.type == WsMessageType.CLOSE:
+                    await ws.close(code=message.code, message=message.reason.encode())
+                    return
+            await ws.close()
+
+        tasks = {
+            asyncio.create_task(visitor_to_tunnel(), name="ws-visitor-to-tunnel"),
+            asyncio.create_task(tunnel_to_visitor(), name="ws-tunnel-to-visitor"),
+        }
+        try:
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if pending:
+                # Let the other direction finish its close handshake briefly.
+                _, pending = await asyncio.wait(pending, timeout=2.0)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WireError, ConnectionError):
+                    await task
+            if not stream.finished:
+                stream.reset()
+            if not ws.closed:
+                await ws.close(code=1011, message=b"tunnel stream ended")
+        return ws
