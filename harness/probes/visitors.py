@@ -157,7 +157,7 @@ class VisitorProbe:
             except ValueError:
                 return "fail", value, "response is not the origin's JSON echo"
             value.update(self._judge(echo, invoke, body, target))
-            return "ok", value, None
+            return _verdict(value, target)
 
     def _judge(
         self, echo: Mapping[str, Any], invoke: Mapping[str, Any], body: bytes, target: VisitorTarget
@@ -195,7 +195,21 @@ class VisitorProbe:
             {
                 "served_tunnel": target.tunnel,
                 "request_id_echo_ok": True,
-                "digest_ok": hashlib.sha256(echoed).digest() == hashlib.sha256(body).digest(),
+                "digest_ok": echoed == body,
             }
         )
-        return "ok", value, None
+        return _verdict(value, target)
+
+
+def _verdict(
+    value: dict[str, Any], target: VisitorTarget
+) -> tuple[str, dict[str, Any], str | None]:
+    """A wrong answer (another tunnel, a lost request id, a changed body) is a failure."""
+    wrong = []
+    if value.get("served_tunnel") != target.tunnel:
+        wrong.append(f"served by {value.get('served_tunnel')!r}, expected {target.tunnel!r}")
+    if value.get("request_id_echo_ok") is not True:
+        wrong.append("request id not echoed")
+    if value.get("digest_ok") is not True:
+        wrong.append("body digest differs")
+    return ("fail", value, "; ".join(wrong)) if wrong else ("ok", value, None)

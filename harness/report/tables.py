@@ -1,0 +1,107 @@
+"""Text helpers shared by the Markdown, HTML and terminal reports, and the SLA table across runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from harness.report.sla import budget_consumed
+
+STATUS_WORD = {True: "PASS", False: "FAIL", None: "UNKNOWN"}
+SLA_COLUMNS = (
+    "scenario",
+    "verdict",
+    "availability %",
+    "requests",
+    "failed",
+    "indeterminate",
+    "error budget",
+    "worst TTR s",
+    "p99 ms",
+)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: ``-`` for missing, numbers without noise."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return (
+            f"{value:.{digits}f}".rstrip("0").rstrip(".")
+            if value != int(value)
+            else str(int(value))
+        )
+    return str(value)
+
+
+def budget_text(consumed: float | None) -> str:
+    return "-" if consumed is None else f"{consumed * 100:.1f}%"
+
+
+def sla_row(summary: dict[str, Any], slo: float | None = None) -> list[str]:
+    """One row of the SLA table; ``slo`` overrides the scenario's for the error budget."""
+    sla = summary.get("sla", {})
+    consumed = (
+        budget_consumed(sla.get("availability"), slo)
+        if slo is not None
+        else sla.get("error_budget_consumed")
+    )
+    return [
+        str(summary.get("scenario")),
+        str(summary.get("verdict")),
+        fmt(sla.get("availability"), 4),
+        fmt(sla.get("requests")),
+        fmt(sla.get("failed")),
+        fmt(sla.get("indeterminate")),
+        budget_text(consumed),
+        fmt(sla.get("time_to_recover_s")),
+        fmt(sla.get("latency_ms", {}).get("p99")),
+    ]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    cls = f' class="{css}"' if css else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain aligned table for the terminal."""
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def sla_table_markdown(summaries: Sequence[dict[str, Any]], slo: float | None = None) -> str:
+    """SLA table across runs (e.g. a scenario catalogue), Markdown."""
+    return markdown_table(SLA_COLUMNS, [sla_row(s, slo) for s in summaries])
+
+
+def sla_table_html(summaries: Sequence[dict[str, Any]], slo: float | None = None) -> str:
+    """SLA table across runs, an HTML ``<table>``."""
+    return html_table(SLA_COLUMNS, [sla_row(s, slo) for s in summaries], "sla")
+
+
+def sla_table_text(summaries: Sequence[dict[str, Any]], slo: float | None = None) -> str:
+    """SLA table across runs for the terminal."""
+    return text_table(SLA_COLUMNS, [sla_row(s, slo) for s in summaries])
