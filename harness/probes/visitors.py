@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import time
 import uuid
@@ -184,20 +185,21 @@ class VisitorProbe:
         url = f"{self.pops[pop].replace('http', 'ws', 1)}/ws"
         headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
         async with session.ws_connect(url, headers=headers, autoping=True) as ws:
+            hello = await ws.receive()
             await ws.send_bytes(body)
             message = await ws.receive()
             await ws.close()
         value: dict[str, Any] = {"status": 101}
+        if hello.type != aiohttp.WSMsgType.TEXT:
+            return "fail", value, f"expected the origin's hello, got {hello.type.name}"
         if message.type != aiohttp.WSMsgType.BINARY:
             return "fail", value, f"expected the echo of our message, got {message.type.name}"
-        echoed = bytes(message.data)
-        value.update(
-            {
-                "served_tunnel": target.tunnel,
-                "request_id_echo_ok": True,
-                "digest_ok": echoed == body,
-            }
-        )
+        try:
+            greeting = json.loads(hello.data)
+        except ValueError:
+            return "fail", value, "the origin's hello is not JSON"
+        value.update(self._judge(greeting, invoke, b"", target))
+        value["digest_ok"] = bytes(message.data) == body
         return _verdict(value, target)
 
 
