@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from reference import defects
 from reference.edge.cache_store import CachePersister, load_cache
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_sync import ConfigSync
@@ -111,6 +112,10 @@ class EdgeServer:
         cfg = self.config
         tls = server_tls_context(cfg.tls_cert, cfg.tls_key)
         self.cache = await asyncio.to_thread(load_cache, cfg.cache_dir)
+        for defect in sorted(defects.active()):
+            log_event(logger, "Planted defect active", logging.WARNING, defect=defect)
+        if defects.enabled("edge.forget_cache"):
+            self.cache = ConfigCache()
         self.persister = await self._stack.enter_async_context(
             CachePersister(self.cache, cfg.cache_dir)
         )
@@ -431,6 +436,10 @@ class EdgeServer:
             return
         self._retired.add(live.connection_id)
         self.connections.remove(live.connection_id)
+        if defects.enabled(
+            "edge.dns_follows_connections"
+        ) and not self.connections.counts_by_tunnel().get(live.tunnel_id):
+            self.cache.forget_records_of(live.tunnel_id)
         self._publish_event("unregistered", live, reason=reason)
         if self.metrics is not None:
             self.metrics.unregistrations.labels(reason=_reason_label(reason)).inc()

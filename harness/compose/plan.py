@@ -1,0 +1,150 @@
+"""The Compose stack's fixed shape: services, container ports, fault-proxy links, commands.
+
+``compose/compose.yaml`` spells this out for humans; this module is the same plan as data, used by
+the one-shot ``setup`` service (which creates the proxies), by the bootstrap service and by
+:class:`harness.stack.compose.ComposeStack`. ``tests/compose`` checks that the two agree.
+
+Inside the project every service listens on ``0.0.0.0`` (container-internal) and reaches another
+service only through a proxy of the ``toxiproxy`` service, named as in the embedded stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POPS: tuple[str, ...] = ("ams", "fra")
+FAULTPROXY_SERVICE = "toxiproxy"
+FAULTPROXY_API_PORT = 8474
+
+BROKER_PORT = 1883
+CONTROLPLANE_PORT = 8080
+ORIGIN_PORT = 8080
+EDGE_TUNNEL_PORT = 7844
+EDGE_VISITOR_PORT = 8080
+EDGE_DNS_PORT = 5353
+EDGE_METRICS_PORT = 9090
+CONNECTOR_METRICS_PORT = 20241
+
+DATA_ROOT = "/var/lib/outlast"
+HOME_DIR = f"{DATA_ROOT}/home"
+PKI_DIR = f"{DATA_ROOT}/pki"
+CONTROLPLANE_DIR = f"{DATA_ROOT}/controlplane"
+EDGE_CACHE_DIR = f"{DATA_ROOT}/edge"
+CONNECTOR_STATE_DIR = f"{DATA_ROOT}/connector"
+ADMIN_TOKEN_FILE = f"{CONTROLPLANE_DIR}/admin.token"
+EDGE_CA_FILE = f"{PKI_DIR}/edge-ca.pem"
+ORIGINCERT_FILE = f"{HOME_DIR}/cert.pem"
+BOOTSTRAP_FILE = f"{HOME_DIR}/bootstrap.json"
+
+#: Port of each proxy inside the fault-proxy container (fixed, so the Compose file can name them).
+PROXY_PORTS: dict[str, int] = {
+    "conn-ams": 10001,
+    "conn-fra": 10002,
+    "connector-api": 10010,
+    "edge-ams-api": 10011,
+    "edge-fra-api": 10012,
+    "cp-broker": 10020,
+    "edge-ams-broker": 10021,
+    "edge-fra-broker": 10022,
+}
+
+DEFAULT_TUNNEL = "web"
+DEFAULT_HA_CONNECTIONS = 4
+
+
+@dataclass(frozen=True)
+class Link:
+    """One fault-proxy proxy: clients dial ``faultproxy_address``, it dials ``upstream``."""
+
+    name: str
+    listen_port: int
+    upstream: str
+
+    @property
+    def listen(self) -> str:
+        """The proxy's listen address inside the fault-proxy container."""
+        return f"0.0.0.0:{self.listen_port}"
+
+    @property
+    def faultproxy_address(self) -> str:
+        """What a client container dials to use this link."""
+        return f"{FAULTPROXY_SERVICE}:{self.listen_port}"
+
+
+def links() -> list[Link]:
+    """Every link of the Compose stack, in the embedded stack's order."""
+    upstream = {
+        "connector-api": f"controlplane:{CONTROLPLANE_PORT}",
+        "cp-broker": f"broker:{BROKER_PORT}",
+    }
+    for pop in POPS:
+        upstream[f"conn-{pop}"] = f"edge-{pop}:{EDGE_TUNNEL_PORT}"
+        upstream[f"edge-{pop}-api"] = f"controlplane:{CONTROLPLANE_PORT}"
+        upstream[f"edge-{pop}-broker"] = f"broker:{BROKER_PORT}"
+    order = [
+        *(f"conn-{pop}" for pop in POPS),
+        "connector-api",
+        *(f"edge-{pop}-api" for pop in POPS),
+        "cp-broker",
+        *(f"edge-{pop}-broker" for pop in POPS),
+    ]
+    return [Link(name, PROXY_PORTS[name], upstream[name]) for name in order]
+
+
+def link(name: str) -> Link:
+    """The link called ``name`` (``KeyError`` names the known ones)."""
+    for candidate in links():
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no link {name!r} (have: {', '.join(PROXY_PORTS)})")
+
+
+def populate_body() -> list[dict[str, object]]:
+    """The JSON body of ``POST /populate`` that creates every proxy."""
+    return [
+        {"name": lk.name, "listen": lk.listen, "upstream": lk.upstream, "enabled": True}
+        for lk in links()
+    ]
+
+
+def connector_command(
+    tunnel: str = DEFAULT_TUNNEL,
+    ha_connections: int | str = DEFAULT_HA_CONNECTIONS,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The ``connector`` service's command (runs ``tunnel`` by name with its credentials file)."""
+    command = [
+        "outlast",
+        "tunnel",
+        "--origincert",
+        ORIGINCERT_FILE,
+        "run",
+        tunnel,
+        "--credentials-file",
+        f"{HOME_DIR}/{tunnel}.json",
+        "--url",
+        f"http://origin:{ORIGIN_PORT}",
+        "--edge-ca",
+        EDGE_CA_FILE,
+        "--metrics",
+        f"0.0.0.0:{CONNECTOR_METRICS_PORT}",
+        "--state-dir",
+        CONNECTOR_STATE_DIR,
+        "--ha-connections",
+        str(ha_connections),
+    ]
+    for pop in POPS:
+        command += ["--edge", link(f"conn-{pop}").faultproxy_address]
+    return [*command, *extra]
+
+
+def service_of(component: str) -> str:
+    """The Compose service that runs harness component ``component``."""
+    if component.startswith("connector-"):
+        return "connector"
+    if component == "faultproxy":
+        return FAULTPROXY_SERVICE
+    known = {"broker", "controlplane", "origin", FAULTPROXY_SERVICE, *(f"edge-{p}" for p in POPS)}
+    if component not in known:
+        raise KeyError(component)
+    return component

@@ -1,0 +1,503 @@
+"""The Compose stack: the reference system in Docker Compose, behind the Toxiproxy service.
+
+    async with ComposeStack(state_dir) as stack:
+        print(stack.endpoints()["pops"]["ams"]["visitor_url"])
+
+``up`` runs the Compose CLI (``compose/compose.yaml``, plus ``compose/compose.offline.yaml`` when
+the offline images are used) under a project name of its own, with every published port a free
+port on 127.0.0.1; ``down`` removes the project's containers, networks and volumes and checks
+that none is left. Stopping, killing, pausing and restarting one component goes through the
+docker SDK. ``endpoints()`` has the same shape as :meth:`LocalStack.endpoints`; the secrets the
+harness needs on the host (admin token, ``cert.pem`` for the published API, the tunnel's
+credentials, the edge CA) are copied out of the containers into ``<state_dir>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import secrets
+import tarfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from harness.compose import plan
+from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
+from harness.stack.base import StackError
+from harness.stack.process import outlast_argv
+from harness.stack.readiness import free_port, wait_http
+from harness.stack.topology import Topology, TunnelSpec
+from reference.files import atomic_write
+
+HOST = "127.0.0.1"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+OFFLINE_IMAGE = "outlast:offline"
+
+#: Environment variable of each published host port (see compose/compose.yaml).
+PORT_VARIABLES: dict[str, str] = {
+    "faultproxy": "OUTLAST_FAULTPROXY_PORT",
+    "controlplane": "OUTLAST_API_PORT",
+    "origin": "OUTLAST_ORIGIN_PORT",
+    "connector-metrics": "OUTLAST_CONNECTOR_METRICS_PORT",
+    **{
+        f"edge-{pop}-{kind}": f"OUTLAST_EDGE_{pop.upper()}_{kind.upper()}_PORT"
+        for pop in plan.POPS
+        for kind in ("visitor", "dns", "metrics")
+    },
+}
+
+
+def _addr(port: int) -> str:
+    return f"{HOST}:{port}"
+
+
+def _read_file_from_archive(stream: Any) -> bytes:
+    data = io.BytesIO(b"".join(stream))
+    with tarfile.open(fileobj=data) as tar:
+        member = next(m for m in tar.getmembers() if m.isfile())
+        extracted = tar.extractfile(member)
+        if extracted is None:
+            raise StackError(f"{member.name} is not a regular file")
+        return extracted.read()
+
+
+class ComposeStack:
+    """The reference system as a Docker Compose project (see module docstring)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        topology: Topology | None = None,
+        *,
+        seed: int = 0,
+        connector_args: tuple[str, ...] = (),
+        offline: bool | None = None,
+        project: str | None = None,
+        ready_timeout: float = 180.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.topology = topology or Topology()
+        self._check_topology(self.topology)
+        self.tunnel: TunnelSpec = self.topology.tunnels[0]
+        self.seed = seed
+        self.connector_args = connector_args
+        self.offline = offline
+        self.project = project or f"outlast-{secrets.token_hex(4)}"
+        self.ready_timeout = ready_timeout
+        self.ports: dict[str, int] = {}
+        self.tunnel_ids: dict[str, str] = {}
+        self.credentials_files: dict[str, Path] = {}
+        self.api_token: str | None = None
+        self.account_id: str | None = None
+        self.zone_id: str | None = None
+        self.startup_seconds: float | None = None
+        self.running: dict[str, bool] = {}
+        self._client: Any = None
+        self._compose_started = False
+
+    @staticmethod
+    def _check_topology(topology: Topology) -> None:
+        if tuple(topology.pops) != plan.POPS:
+            raise StackError(
+                f"the compose backend runs PoPs {', '.join(plan.POPS)} (compose/compose.yaml); "
+                f"got {', '.join(topology.pops)}: use the local backend for other PoPs"
+            )
+        if len(topology.tunnels) != 1 or topology.tunnels[0].kind != "named":
+            raise StackError(
+                "the compose backend runs exactly one named tunnel (one connector service); "
+                "use the local backend for several or legacy tunnels"
+            )
+
+    # ----------------------------------------------------------------- paths and endpoints
+
+    @property
+    def home(self) -> Path:
+        """Host ``OUTLAST_HOME``: cert.pem (for the published API) and the tunnel credentials."""
+        return self.state_dir / "home"
+
+    @property
+    def origincert(self) -> Path:
+        return self.home / "cert.pem"
+
+    @property
+    def edge_ca_file(self) -> Path:
+        return self.state_dir / "pki" / "edge-ca.pem"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.state_dir / "controlplane" / "admin.token"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_addr(self.ports['controlplane'])}"
+
+    @property
+    def faultproxy_url(self) -> str:
+        return f"http://{_addr(self.ports['faultproxy'])}"
+
+    def visitor_url(self, pop: str) -> str:
+        return f"http://{_addr(self.ports[f'edge-{pop}-visitor'])}"
+
+    @property
+    def connector_metrics_url(self) -> str:
+        return f"http://{_addr(self.ports['connector-metrics'])}"
+
+    @property
+    def compose_files(self) -> list[Path]:
+        """The Compose files of this project, in ``-f`` order."""
+        compose_dir = repo_root() / "compose"
+        files = [compose_dir / "compose.yaml"]
+        if self._offline():
+            files.append(compose_dir / "compose.offline.yaml")
+        files.append(self.state_dir / "compose.run.yaml")
+        return files
+
+    def endpoints(self) -> dict[str, Any]:
+        """Everything a user or a probe needs (same shape as ``LocalStack.endpoints()``)."""
+        tunnel = self.tunnel
+        return {
+            "backend": "compose",
+            "project": self.project,
+            "offline": self._offline(),
+            "state_dir": str(self.state_dir),
+            "zone": self.topology.zone,
+            "account_id": self.account_id,
+            "zone_id": self.zone_id,
+            "api_url": self.api_url,
+            "admin_token_file": str(self.admin_token_file),
+            "origincert": str(self.origincert),
+            "edge_ca": str(self.edge_ca_file),
+            # The broker is on an internal network only: this is its in-project address.
+            "broker": f"broker:{plan.BROKER_PORT}",
+            "origin_url": f"http://{_addr(self.ports['origin'])}",
+            "faultproxy": {
+                "url": self.faultproxy_url,
+                "proxies": {
+                    lk.name: {"listen": lk.listen, "upstream": lk.upstream} for lk in plan.links()
+                },
+            },
+            "pops": {
+                pop: {
+                    "visitor_url": self.visitor_url(pop),
+                    "dns": _addr(self.ports[f"edge-{pop}-dns"]),
+                    "tunnel": plan.link(f"conn-{pop}").faultproxy_address,
+                    "metrics_url": f"http://{_addr(self.ports[f'edge-{pop}-metrics'])}/metrics",
+                }
+                for pop in self.topology.pops
+            },
+            "tunnels": [
+                {
+                    "name": tunnel.name,
+                    "kind": tunnel.kind,
+                    "hostname": tunnel.hostname,
+                    "id": self.tunnel_ids.get(tunnel.name),
+                    "credentials_file": str(self.credentials_files.get(tunnel.name, "")),
+                    "connector": tunnel.connector,
+                    "metrics_url": self.connector_metrics_url + "/metrics",
+                    "ready_url": self.connector_metrics_url + "/ready",
+                }
+            ],
+            "components": {
+                name: {
+                    "service": plan.service_of(name),
+                    "container": f"{self.project}-{plan.service_of(name)}-1",
+                    "pid": None,
+                    "log": str(self.state_dir / "logs" / f"{name}.log"),
+                    "running": self.running.get(name, False),
+                }
+                for name in self.topology.components
+            },
+            "startup_seconds": self.startup_seconds,
+        }
+
+    def write_stack_json(self, **extra: Any) -> Path:
+        """Write ``stack.json`` (endpoints plus ``extra`` keys) atomically."""
+        path = self.state_dir / "stack.json"
+        data = {**self.endpoints(), **extra}
+        atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
+        return path
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> ComposeStack:
+        await self.up()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.down()
+
+    def _offline(self) -> bool:
+        if self.offline is None:
+            setting = os.environ.get("OUTLAST_COMPOSE_OFFLINE", "").strip().lower()
+            if setting in ("0", "1", "true", "false", "yes", "no"):
+                self.offline = setting in ("1", "true", "yes")
+            else:
+                self.offline = self._docker_has_image(OFFLINE_IMAGE)
+        return self.offline
+
+    def _docker(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = docker_client()
+            except EngineError as exc:
+                raise StackError(str(exc)) from None
+        return self._client
+
+    def _docker_has_image(self, name: str) -> bool:
+        import docker.errors
+
+        try:
+            self._docker().images.get(name)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({variable: str(self.ports[key]) for key, variable in PORT_VARIABLES.items()})
+        env.update(
+            {
+                "OUTLAST_SEED": str(self.seed),
+                "OUTLAST_ACCOUNT": self.topology.account,
+                "OUTLAST_ZONE": self.topology.zone,
+                "OUTLAST_EMAIL": self.topology.email,
+                "OUTLAST_TUNNEL": self.tunnel.name,
+                "OUTLAST_HOSTNAME": self.tunnel.hostname,
+            }
+        )
+        return env
+
+    def _compose_args(self, *args: str) -> list[str]:
+        files = [arg for path in self.compose_files for arg in ("-f", str(path))]
+        return ["-p", self.project, "--project-directory", str(repo_root() / "compose"), *files, *args]
+
+    def _allocate_ports(self) -> None:
+        taken: set[int] = set()
+        for name in PORT_VARIABLES:
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
+            self.ports[name] = port
+
+    def _write_run_override(self) -> None:
+        """``compose.run.yaml``: this run's connector command (extra connector arguments)."""
+        command = plan.connector_command(self.tunnel.name, extra=self.connector_args)
+        override = {"services": {"connector": {"command": command}}}
+        atomic_write(self.state_dir / "compose.run.yaml", json.dumps(override, indent=2).encode())
+
+    async def up(self) -> None:
+        """Start the project and wait until visitors are served through every PoP.
+
+        On any failure (or cancellation) the project is torn down before the error propagates.
+        """
+        started = time.monotonic()
+        try:
+            await self._start_all()
+        except BaseException:
+            await asyncio.shield(self.down())
+            raise
+        self.startup_seconds = round(time.monotonic() - started, 3)
+
+    async def _start_all(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, exist_ok=True)
+        self._allocate_ports()
+        self._write_run_override()
+        await asyncio.to_thread(self._offline)  # decide once, before the first compose call
+        self._compose_started = True
+        try:
+            await run_compose(
+                self._compose_args("up", "--detach", "--no-color", "--quiet-pull"),
+                env=self._environment(),
+                timeout=max(self.ready_timeout, 60.0),
+            )
+        except EngineError as exc:
+            raise StackError(f"compose project {self.project} did not come up: {exc}") from None
+        for name in self.topology.components:
+            self.running[name] = True
+        await self._copy_out_secrets()
+        await self._login_on_host()
+        await self.wait_serving()
+
+    async def wait_serving(self, timeout: float | None = None) -> None:
+        """Wait until the tunnel's hostname is served through every PoP."""
+        timeout = timeout or self.ready_timeout
+        await wait_http(f"{self.connector_metrics_url}/ready", timeout=timeout)
+        for pop in self.topology.pops:
+            await wait_http(
+                f"{self.visitor_url(pop)}/", timeout=timeout, headers={"Host": self.tunnel.hostname}
+            )
+
+    def _container(self, service: str) -> Any:
+        found = self._docker().containers.list(
+            all=True,
+            filters={"label": [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]},
+        )
+        if not found:
+            raise StackError(f"no container of service {service!r} in project {self.project}")
+        return found[0]
+
+    def _read_container_file(self, service: str, path: str) -> bytes:
+        stream, _ = self._container(service).get_archive(path)
+        return _read_file_from_archive(stream)
+
+    async def _copy_out_secrets(self) -> None:
+        """Admin token, edge CA, bootstrap record and tunnel credentials onto the host."""
+        read = self._read_container_file
+        token = await asyncio.to_thread(read, "controlplane", plan.ADMIN_TOKEN_FILE)
+        atomic_write(self.admin_token_file, token, mode=0o600)
+        ca = await asyncio.to_thread(read, "connector", plan.EDGE_CA_FILE)
+        atomic_write(self.edge_ca_file, ca)
+        record = json.loads(await asyncio.to_thread(read, "bootstrap", plan.BOOTSTRAP_FILE))
+        self.api_token = str(record["api_token"])
+        self.account_id = str(record["account_id"])
+        self.zone_id = str(record["zone_id"])
+        tunnel = self.tunnel.name
+        self.tunnel_ids[tunnel] = str(record["tunnels"][tunnel]["id"])
+        credentials = await asyncio.to_thread(read, "bootstrap", f"{plan.HOME_DIR}/{tunnel}.json")
+        path = self.home / f"{tunnel}.json"
+        atomic_write(path, credentials, mode=0o400)
+        self.credentials_files[tunnel] = path
+
+    async def _login_on_host(self) -> None:
+        """A host ``cert.pem`` naming the published API (the container's names the proxy)."""
+        assert self.api_token is not None
+        env = dict(os.environ)
+        env["OUTLAST_HOME"] = str(self.home)
+        proc = await asyncio.create_subprocess_exec(
+            *outlast_argv(
+                "tunnel",
+                "login",
+                "--api",
+                self.api_url,
+                "--token",
+                self.api_token,
+                "--zone",
+                self.topology.zone,
+                "--origincert",
+                str(self.origincert),
+                "--force",
+            ),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise StackError(f"`outlast tunnel login` on the host failed: {err.decode().strip()}")
+
+    async def down(self) -> None:
+        """Save each service's log, remove the project (volumes too) and check nothing is left."""
+        if not self._compose_started:
+            return
+        await asyncio.to_thread(self._save_logs)
+        error: Exception | None = None
+        try:
+            await run_compose(
+                self._compose_args(
+                    "down", "--volumes", "--remove-orphans", "--timeout", "10"
+                ),
+                env=self._environment(),
+                timeout=180.0,
+            )
+        except EngineError as exc:
+            error = exc
+        left = await asyncio.to_thread(self._remove_leftovers)
+        self._compose_started = False
+        self.running = {}
+        if any(left.values()):
+            raise StackError(f"compose project {self.project} left {left} behind (down: {error})")
+
+    def _save_logs(self) -> None:
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        try:
+            containers = self._docker().containers.list(
+                all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
+            )
+        except Exception:
+            return
+        services = {c.labels.get(SERVICE_LABEL, c.name): c for c in containers}
+        names = {plan.service_of(n): n for n in self.topology.components}
+        for service, container in services.items():
+            name = names.get(service, service)
+            try:
+                (logs / f"{name}.log").write_bytes(container.logs(timestamps=True))
+            except Exception as exc:  # a log is a courtesy; teardown must go on
+                (logs / f"{name}.log").write_text(f"could not read the log: {exc}\n")
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, networks and volumes of this project that still exist."""
+        client = self._docker()
+        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        return {
+            "containers": [c.name for c in client.containers.list(all=True, filters=label)],
+            "networks": [n.name for n in client.networks.list(filters=label)],
+            "volumes": [v.name for v in client.volumes.list(filters=label)],
+        }
+
+    def _remove_leftovers(self) -> dict[str, list[str]]:
+        """Force-remove whatever ``compose down`` left; return what still could not go."""
+        client = self._docker()
+        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        for container in client.containers.list(all=True, filters=label):
+            container.remove(force=True, v=True)
+        for network in client.networks.list(filters=label):
+            network.remove()
+        for volume in client.volumes.list(filters=label):
+            volume.remove(force=True)
+        return self.leftovers()
+
+    # ----------------------------------------------------------------- component control
+
+    def _service(self, component: str) -> str:
+        try:
+            return plan.service_of(component)
+        except KeyError:
+            known = ", ".join(self.topology.components)
+            raise StackError(f"no component {component!r} in this stack (have: {known})") from None
+
+    async def _act(self, component: str, action: str, running: bool) -> None:
+        container = await asyncio.to_thread(self._container, self._service(component))
+
+        def act() -> None:
+            if action in ("stop", "restart"):
+                getattr(container, action)(timeout=10)
+            else:
+                getattr(container, action)()
+
+        try:
+            await asyncio.to_thread(act)
+        except Exception as exc:
+            raise StackError(f"docker {action} {component} failed: {exc}") from None
+        self.running[component] = running
+
+    async def stop(self, component: str) -> None:
+        await self._act(component, "stop", False)
+
+    async def kill(self, component: str) -> None:
+        await self._act(component, "kill", False)
+
+    async def start(self, component: str) -> None:
+        await self._act(component, "start", True)
+
+    async def restart(self, component: str) -> None:
+        await self._act(component, "restart", True)
+
+    async def pause(self, component: str) -> None:
+        await self._act(component, "pause", True)
+
+    async def resume(self, component: str) -> None:
+        await self._act(component, "unpause", True)

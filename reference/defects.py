@@ -1,0 +1,47 @@
+"""Planted defects: deliberately broken variants of the reference system.
+
+A check that cannot fail proves nothing, so every scenario and check is also run against a
+reference with one of these defects planted, and must then fail. They are switched on with the
+environment variable ``OUTLAST_DEFECTS`` (comma-separated names), inherited by every component
+the harness starts. Never set it in normal use; a component with a defect active logs a warning.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "OUTLAST_DEFECTS"
+
+KNOWN: dict[str, str] = {
+    "connector.no_reconnect": "a connection that drops is never dialled again",
+    "connector.no_heartbeat": "the connector neither sends nor checks heartbeats",
+    "edge.dns_follows_connections": (
+        "the edge deletes a tunnel's DNS records when the tunnel's last connection there drops "
+        "(the legacy behaviour, wrong for named tunnels)"
+    ),
+    "edge.forget_cache": "the edge ignores its cache file at start (serves nothing until "
+    "the broker delivers configuration)",
+}
+
+
+class UnknownDefect(ValueError):
+    """``OUTLAST_DEFECTS`` names a defect that does not exist."""
+
+
+def active() -> frozenset[str]:
+    """Defects switched on in this process's environment (unknown names raise)."""
+    names = frozenset(n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip())
+    unknown = names - set(KNOWN)
+    if unknown:
+        raise UnknownDefect(
+            f"{ENV} names unknown defect(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(KNOWN))}"
+        )
+    return names
+
+
+def enabled(name: str) -> bool:
+    """Whether defect ``name`` is planted."""
+    if name not in KNOWN:
+        raise UnknownDefect(f"no defect named {name!r}")
+    return name in active()
