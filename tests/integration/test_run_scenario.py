@@ -27,9 +27,14 @@ def _run(tmp_path: Path, defects: str = "") -> tuple[subprocess.CompletedProcess
     if defects:
         env["OUTLAST_DEFECTS"] = defects
     result = subprocess.run(
-        outlast_argv("run", str(SCENARIO), "--time-scale", "0.25", "--report-dir",
-                     str(tmp_path), "-q"),
-        capture_output=True, text=True, env=env, timeout=220, check=False,
+        outlast_argv(
+            "run", str(SCENARIO), "--time-scale", "0.25", "--report-dir", str(tmp_path), "-q"
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=220,
+        check=False,
     )
     runs = sorted(tmp_path.glob("*-control-plane-outage"))
     assert len(runs) == 1, result.stderr
@@ -50,8 +55,12 @@ def test_first_scenario_passes_on_the_reference(tmp_path: Path) -> None:
     for name in ("journal.jsonl", "summary.json", "report.md", "report.html", "junit.xml"):
         assert (run_dir / name).is_file(), name
     # Recomputing from the journal alone reproduces the stored summary byte for byte.
-    verify = subprocess.run(outlast_argv("report", str(run_dir), "--verify"),
-                            capture_output=True, text=True, check=False)
+    verify = subprocess.run(
+        outlast_argv("report", str(run_dir), "--verify"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "reproduced exactly" in verify.stdout
 

@@ -1,0 +1,277 @@
+"""pytest plugin: a running reference stack, its faults and a traffic probe for your own tests.
+
+Installed with Outlast (entry point ``pytest11: outlast``); fixtures start nothing until a test
+asks for them. They are synchronous, so they work in plain and in async tests alike::
+
+    def test_survives_control_plane_outage(outlast_stack, outlast_faults, outlast_traffic):
+        with outlast_faults.component_down("controlplane"):
+            result = outlast_traffic.measure(seconds=3, rate=20)
+        assert result.availability == 1.0
+
+* ``outlast_stack`` (session): a :class:`RunningStack` — endpoints, component control.
+* ``outlast_faults`` (function): a :class:`Faults` handle; every fault a test leaves behind is
+  undone after it (proxies re-enabled, toxics removed, stopped components started).
+* ``outlast_traffic`` (function): a :class:`Traffic` handle — single requests and measured bursts.
+
+Options: ``--outlast-pops ams,fra``, ``--outlast-tunnels N``, ``--outlast-keep-state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from harness.faultproxy.client import FaultProxyClient
+from harness.journal import History, Journal
+from harness.probes.visitors import VisitorProbe, VisitorTarget
+from harness.stack.local import LocalStack
+from harness.stack.topology import Topology
+
+T = TypeVar("T")
+
+
+class RunningStack:
+    """A :class:`LocalStack` on its own event-loop thread, driven synchronously."""
+
+    def __init__(self, state_dir: Path, topology: Topology) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="outlast-stack", daemon=True
+        )
+        self.thread.start()
+        self.stack = LocalStack(state_dir, topology)
+        self.stopped: set[str] = set()
+        try:
+            self.call(self.stack.up())
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.endpoints: dict[str, Any] = self.stack.endpoints()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        """Run ``coroutine`` on the stack's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    @property
+    def topology(self) -> Topology:
+        return self.stack.topology
+
+    def visitor_url(self, pop: str | None = None) -> str:
+        return self.stack.visitor_url(pop or self.topology.pops[0])
+
+    def stop(self, component: str) -> None:
+        self.call(self.stack.stop(component))
+        self.stopped.add(component)
+
+    def kill(self, component: str) -> None:
+        self.call(self.stack.kill(component))
+        self.stopped.add(component)
+
+    def start(self, component: str) -> None:
+        self.call(self.stack.start(component))
+        self.stopped.discard(component)
+
+    def restart(self, component: str) -> None:
+        self.call(self.stack.restart(component))
+
+    def restore(self) -> None:
+        """Start every component a test stopped, and wait until every tunnel serves again."""
+        for component in sorted(self.stopped):
+            self.start(component)
+        for tunnel in self.topology.tunnels:
+            self.call(self.stack.wait_serving(tunnel))
+
+    def close(self) -> None:
+        try:
+            self.call(self.stack.down())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Faults:
+    """Fault injection for one test: links through the fault proxy, components through the stack."""
+
+    def __init__(self, stack: RunningStack) -> None:
+        self.stack = stack
+        self.url: str = stack.endpoints["faultproxy"]["url"]
+
+    async def _proxy_call(self, link: str, action: str, *args: Any, **kwargs: Any) -> Any:
+        async with FaultProxyClient(self.url) as client:
+            proxy = await client.get_proxy(link)
+            return await getattr(proxy, action)(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def link_down(self, link: str) -> Iterator[None]:
+        """The fault-proxy link ``link`` (e.g. ``conn-ams``) refuses and drops connections."""
+        self.stack.call(self._proxy_call(link, "disable"))
+        try:
+            yield
+        finally:
+            self.stack.call(self._proxy_call(link, "enable"))
+
+    @contextlib.contextmanager
+    def toxic(
+        self, link: str, toxic_type: str, stream: str = "downstream", **attributes: int
+    ) -> Iterator[None]:
+        """A Toxiproxy toxic (``latency``, ``timeout``, ``reset_peer``...) on ``link``."""
+        toxic = self.stack.call(
+            self._proxy_call(link, "add_toxic", toxic_type, attributes, stream=stream)
+        )
+        try:
+            yield
+        finally:
+            self.stack.call(self._proxy_call(link, "remove_toxic", toxic.name))
+
+    @contextlib.contextmanager
+    def component_down(self, component: str) -> Iterator[None]:
+        """``component`` (e.g. ``controlplane``, ``broker``, ``edge-ams``) stopped for the block."""
+        self.stack.stop(component)
+        try:
+            yield
+        finally:
+            self.stack.start(component)
+
+    def reset(self) -> None:
+        """Undo everything: re-enable all proxies, remove all toxics, start stopped components."""
+
+        async def reset_proxies() -> None:
+            async with FaultProxyClient(self.url) as client:
+                await client.reset()
+
+        self.stack.call(reset_proxies())
+        self.stack.restore()
+
+
+@dataclass(frozen=True)
+class TrafficResult:
+    """Outcome of a measured burst of visitor requests."""
+
+    ok: int
+    failed: int
+    indeterminate: int
+    history: History
+
+    @property
+    def availability(self) -> float:
+        decided = self.ok + self.failed
+        return self.ok / decided if decided else 0.0
+
+
+class Traffic:
+    """Visitor traffic through the stack's edges."""
+
+    def __init__(self, stack: RunningStack, workdir: Path) -> None:
+        self.stack = stack
+        self.workdir = workdir
+        self.runs = 0
+
+    def get(
+        self,
+        path: str = "/",
+        *,
+        pop: str | None = None,
+        hostname: str | None = None,
+        timeout: float = 10.0,
+    ) -> httpx.Response:
+        """One GET as a visitor of ``hostname`` (default: the first tunnel's) at ``pop``."""
+        host = hostname or self.stack.topology.tunnels[0].hostname
+        return httpx.get(
+            self.stack.visitor_url(pop) + path,
+            headers={"Host": host},
+            timeout=timeout,
+            trust_env=False,
+        )
+
+    def measure(
+        self,
+        seconds: float,
+        rate: float = 20.0,
+        *,
+        mix: dict[str, float] | None = None,
+        seed: int = 0,
+    ) -> TrafficResult:
+        """Send visitor requests at ``rate``/s for ``seconds`` and judge every answer."""
+        self.runs += 1
+        path = self.workdir / f"traffic-{self.runs}.jsonl"
+        endpoints = self.stack.endpoints
+        targets = [VisitorTarget(t["hostname"], t["name"], t["id"]) for t in endpoints["tunnels"]]
+        pops = {pop: info["visitor_url"] for pop, info in endpoints["pops"].items()}
+
+        async def burst() -> VisitorProbe:
+            with Journal(path) as journal:
+                probe = VisitorProbe(
+                    journal,
+                    pops=pops,
+                    targets=targets,
+                    rate=rate,
+                    mix=mix or {"get": 1.0},
+                    seed=seed,
+                )
+                stop = asyncio.Event()
+                task = asyncio.create_task(probe.run(stop))
+                await asyncio.sleep(seconds)
+                stop.set()
+                await task
+            return probe
+
+        probe = self.stack.call(burst(), timeout=seconds + 60)
+        counts = probe.outcomes
+        return TrafficResult(counts["ok"], counts["fail"], counts["info"], History.from_path(path))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("outlast", "Outlast reference stack fixtures")
+    group.addoption("--outlast-pops", default="ams,fra", help="PoPs of the fixture stack")
+    group.addoption("--outlast-tunnels", type=int, default=1, help="named tunnels to run")
+    group.addoption(
+        "--outlast-keep-state",
+        action="store_true",
+        help="keep the stack's state directory (logs) after the session",
+    )
+
+
+@pytest.fixture(scope="session")
+def outlast_stack(request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+    """A running embedded stack (broker, control plane, edges, origin, fault proxy, connector)."""
+    config = request.config
+    pops = tuple(p for p in str(config.getoption("--outlast-pops")).split(",") if p)
+    topology = Topology.numbered(pops, int(config.getoption("--outlast-tunnels")))
+    state_dir = Path(tempfile.mkdtemp(prefix="outlast-stack-"))
+    stack = RunningStack(state_dir / "stack", topology)
+    try:
+        yield stack
+    finally:
+        stack.close()
+        if not config.getoption("--outlast-keep-state"):
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def outlast_faults(outlast_stack: RunningStack) -> Iterator[Faults]:
+    """Faults for this test; all undone afterwards."""
+    faults = Faults(outlast_stack)
+    try:
+        yield faults
+    finally:
+        faults.reset()
+
+
+@pytest.fixture
+def outlast_traffic(outlast_stack: RunningStack, tmp_path: Path) -> Traffic:
+    """Visitor traffic through the stack, judged for routing and integrity."""
+    return Traffic(outlast_stack, tmp_path)
