@@ -78,9 +78,22 @@ class TunnelConnection:
     # --- running ------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._spawn(self._read_loop(), "read")
-        self._spawn(self._heartbeat_loop(), "heartbeat")
+        self._spawn(self._guarded(self._read_loop()), "read")
+        self._spawn(self._guarded(self._heartbeat_loop()), "heartbeat")
         self._flush()
+
+    async def _guarded(self, loop: Coroutine[Any, Any, None]) -> None:
+        """Run a connection loop; a bug in it closes the connection instead of hanging it."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("tunnel connection loop failed")
+            with contextlib.suppress(Exception):
+                self._core.close(f"internal error: {type(exc).__name__}")
+                self._flush()
+            self._connection_over(f"internal error: {type(exc).__name__}: {exc}", abort=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
