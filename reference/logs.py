@@ -10,8 +10,19 @@ from typing import Any
 
 # Field names whose values are never written to a log, whatever the caller passes.
 SECRET_FIELDS = frozenset(
-    {"secret", "tunnel_secret", "TunnelSecret", "api_token", "apiToken", "token", "proof",
-     "password", "authorization", "admin_token", "verifier"}
+    {
+        "secret",
+        "tunnel_secret",
+        "TunnelSecret",
+        "api_token",
+        "apiToken",
+        "token",
+        "proof",
+        "password",
+        "authorization",
+        "admin_token",
+        "verifier",
+    }
 )
 
 
@@ -55,6 +66,8 @@ def configure_logging(component: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def log_event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
+def log_event(
+    logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any
+) -> None:
     """Log ``message`` with structured ``fields`` (secret-named fields are redacted)."""
     logger.log(level, message, extra={"fields": fields})

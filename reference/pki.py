@@ -44,9 +44,15 @@ def create_ca(common_name: str, days: int = 3650) -> CertAndKey:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -65,7 +71,7 @@ def issue_certificate(
     server: bool = True,
     days: int = 825,
 ) -> CertAndKey:
-    """A leaf certificate signed by ``ca`` (server auth, or client auth when ``server`` is false)."""
+    """A leaf certificate signed by ``ca`` (server auth; client auth when ``server`` is false)."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
