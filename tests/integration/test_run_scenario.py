@@ -71,3 +71,10 @@ def test_edge_that_deletes_dns_on_disconnect_fails_dns_unchanged(tmp_path: Path)
     assert summary["verdict"] == "fail"
     assert "dns_unchanged" in _failed(summary)
     assert "[FAIL] dns_unchanged" in result.stdout
+
+
+def test_connector_that_never_reconnects_fails_reconnect_and_ha(tmp_path: Path) -> None:
+    result, summary = _run(tmp_path, "connector.no_reconnect")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert summary["verdict"] == "fail"
+    assert {"reconnect_within", "ha_restored"} <= _failed(summary)
