@@ -28,6 +28,7 @@ main = LazyGroup(
         "report": "harness.report.cli:report_command",
         "run": "harness.run_cli:run_command",
         "compose": "harness.compose.cli:compose_group",
+        "explore": "harness.explore.cli:explore_command",
         "scenarios": "harness.scenario.cli:scenarios_command",
     },
 )
