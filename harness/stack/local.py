@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from harness.faultproxy.locate import FaultProxyChoice, locate_fault_proxy
 from harness.stack.base import StackError
 from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import free_port, wait_http, wait_tcp
@@ -52,7 +53,11 @@ class LocalStack:
         self.topology = topology or Topology()
         self.seed = seed
         self.broker_implementation = broker_implementation
-        self.external_faultproxy_url = faultproxy_url or os.environ.get("TOXIPROXY_URL") or None
+        choice = (
+            FaultProxyChoice("url", url=faultproxy_url) if faultproxy_url else locate_fault_proxy()
+        )
+        self.faultproxy_choice = choice
+        self.external_faultproxy_url = choice.url if choice.kind == "url" else None
         self.connector_args = connector_args
         self.ready_timeout = ready_timeout
         self.processes: dict[str, ManagedProcess] = {}
@@ -191,11 +196,13 @@ class LocalStack:
         self._up = False
 
     def _process(self, name: str, *args: str) -> ManagedProcess:
+        """A component started as ``outlast <args>``."""
+        return self._spawn(name, outlast_argv(*args))
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         env = dict(os.environ)
         env["OUTLAST_HOME"] = str(self.home)
-        proc = ManagedProcess(
-            name, outlast_argv(*args), self.state_dir / "logs" / f"{name}.log", env=env
-        )
+        proc = ManagedProcess(name, argv, self.state_dir / "logs" / f"{name}.log", env=env)
         self.processes[name] = proc
         return proc
 
@@ -255,16 +262,11 @@ class LocalStack:
         timeout = self.ready_timeout
 
         if self.external_faultproxy_url is None:
-            fp = self._process(
-                "faultproxy",
-                "serve",
-                "faultproxy",
-                "--listen",
-                _addr(self.ports["faultproxy"]),
-                "--seed",
-                str(self.seed),
+            # A real toxiproxy-server when one is on PATH, else ours (same API either way).
+            argv = self.faultproxy_choice.server_argv(
+                HOST, self.ports["faultproxy"], seed=self.seed
             )
-            await fp.start()
+            await self._spawn("faultproxy", argv).start()
         broker = self._process(
             "broker",
             "serve",

@@ -150,3 +150,35 @@ def test_sigint_during_up_leaves_nothing(tmp_path: Path) -> None:
             if str(state) in cmdline and _alive(int(entry.name)):
                 pids_seen.add(int(entry.name))
     assert pids_seen == set()
+
+
+def test_toxiproxy_server_on_path_is_used_instead_of_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `toxiproxy-server` on PATH serves the stack's links (here a shim that records its
+    Toxiproxy-style flags, then runs our server: the stack only speaks the HTTP API to it)."""
+    import asyncio
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "toxiproxy-called"
+    shim = bin_dir / "toxiproxy-server"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" > {marker}\n'
+        'while [ $# -gt 0 ]; do case "$1" in -host) h=$2; shift 2;; -port) p=$2; shift 2;;'
+        " *) shift;; esac; done\n"
+        f'exec {sys.executable} -m harness serve faultproxy --listen "$h:$p"\n'
+    )
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("TOXIPROXY_URL", raising=False)
+
+    async def scenario() -> list[str]:
+        async with LocalStack(tmp_path / "stack") as stack:
+            return stack.processes["faultproxy"].argv
+
+    argv = asyncio.run(scenario())
+    assert argv[0] == str(shim)
+    assert marker.read_text().split()[:4] == ["-host", "127.0.0.1", "-port", argv[4]]
