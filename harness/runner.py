@@ -58,7 +58,13 @@ def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stac
     args = ("--ha-connections", str(scenario.stack.ha_connections), *options.connector_args)
     if options.backend == "local":
         return LocalStack(state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args)
-    raise ValueError(f"unknown backend {options.backend!r} (available: local)")
+    if options.backend == "compose":
+        from harness.stack.compose import ComposeStack
+
+        return ComposeStack(
+            state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args
+        )
+    raise ValueError(f"unknown backend {options.backend!r} (available: local, compose)")
 
 
 def effective_scenario(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -301,11 +307,12 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     run_dir = new_run_dir(options.report_dir, scenario)
     save_scenario(scenario, run_dir / "scenario.yaml")
     journal = Journal(run_dir / "journal.jsonl")
-    stack = make_stack(scenario, options, run_dir / "stack")
+    stack: Stack | None = None
     status, error = "completed", None
     say(f"{scenario.name}: starting the {options.backend} stack")
     try:
         try:
+            stack = make_stack(scenario, options, run_dir / "stack")
             await stack.up()
         except Exception as exc:
             status, error = "error", f"stack did not come up: {exc}"
@@ -331,8 +338,9 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
             status, error = "error", f"{type(exc).__name__}: {exc}"
         say(f"{scenario.name}: run error: {error}")
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(stack.down())
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stack.down())
         journal.close(status, error)  # type: ignore[arg-type]
         report = write_report(run_dir)
     return report

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -24,6 +24,9 @@ import httpx
 from harness.stack.local import LocalStack
 from harness.stack.process import outlast_argv
 from harness.stack.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.stack.compose import ComposeStack
 
 DEFAULT_STATE_DIR = Path(".outlast/stack")
 
@@ -96,10 +99,23 @@ def stack_group() -> None:
 @click.option("--pops", default="ams,fra", show_default=True, help="Comma-separated PoP names.")
 @click.option("--tunnels", default=1, show_default=True, help="Number of named tunnels.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fault proxy.")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "compose"]),
+    default="local",
+    show_default=True,
+    help="Processes on 127.0.0.1, or Docker Compose (images from `outlast compose build`).",
+)
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C tears the stack down.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
 def up_command(
-    state_dir: Path, pops: str, tunnels: int, seed: int, foreground: bool, timeout: float
+    state_dir: Path,
+    pops: str,
+    tunnels: int,
+    seed: int,
+    backend: str,
+    foreground: bool,
+    timeout: float,
 ) -> None:
     """Start broker, control plane, edges, origin, fault proxy and connectors."""
     _topology(pops, tunnels)  # validate before starting anything
@@ -121,9 +137,11 @@ def up_command(
         str(seed),
         "--timeout",
         str(timeout),
+        "--backend",
+        backend,
     ]
     if foreground:
-        sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout))
+        sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout, backend))
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "supervisor.log"
     with open(log, "ab") as log_file:
@@ -158,18 +176,37 @@ def up_command(
 @click.option("--tunnels", default=1)
 @click.option("--seed", default=0)
 @click.option("--timeout", default=60.0)
-def supervise_command(state_dir: Path, pops: str, tunnels: int, seed: int, timeout: float) -> None:
+@click.option("--backend", default="local")
+def supervise_command(
+    state_dir: Path, pops: str, tunnels: int, seed: int, timeout: float, backend: str
+) -> None:
     """Own a stack until SIGTERM/SIGINT (started by `stack up`)."""
-    sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout))
+    sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout, backend))
 
 
-def _supervise(state_dir: Path, topology: Topology, seed: int, timeout: float) -> int:
+def _make_stack(
+    backend: str, state_dir: Path, topology: Topology, seed: int, timeout: float
+) -> LocalStack | ComposeStack:
+    if backend == "compose":
+        from harness.stack.compose import ComposeStack
+
+        return ComposeStack(state_dir, topology, seed=seed, ready_timeout=max(timeout, 180.0))
+    return LocalStack(state_dir, topology, seed=seed, ready_timeout=timeout)
+
+
+def _supervise(
+    state_dir: Path, topology: Topology, seed: int, timeout: float, backend: str = "local"
+) -> int:
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        stack = LocalStack(state_dir, topology, seed=seed, ready_timeout=timeout)
+        try:
+            stack = _make_stack(backend, state_dir, topology, seed, timeout)
+        except Exception as exc:
+            click.echo(f"cannot build a {backend} stack: {exc}", err=True)
+            return 2
         up = asyncio.create_task(stack.up())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({up, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -204,7 +241,8 @@ def status_command(state_dir: Path, output: str) -> None:
         click.echo(f"no stack in {state_dir}")
         sys.exit(3)
     for info in data["components"].values():
-        info["running"] = _pid_alive(info.get("pid"))
+        if info.get("pid"):  # containers (compose) have no host pid: keep their recorded state
+            info["running"] = _pid_alive(info["pid"])
     serving: dict[str, int | str] = {}
     for pop, info in data["pops"].items():
         for tunnel in data["tunnels"]:

@@ -15,6 +15,7 @@ credentials, the edge CA) are copied out of the containers into ``<state_dir>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -279,7 +280,8 @@ class ComposeStack:
 
     def _compose_args(self, *args: str) -> list[str]:
         files = [arg for path in self.compose_files for arg in ("-f", str(path))]
-        return ["-p", self.project, "--project-directory", str(repo_root() / "compose"), *files, *args]
+        project_dir = str(repo_root() / "compose")
+        return ["-p", self.project, "--project-directory", project_dir, *files, *args]
 
     def _allocate_ports(self) -> None:
         taken: set[int] = set()
@@ -402,19 +404,25 @@ class ComposeStack:
         """Save each service's log, remove the project (volumes too) and check nothing is left."""
         if not self._compose_started:
             return
-        await asyncio.to_thread(self._save_logs)
+        with contextlib.suppress(Exception):  # logs are a courtesy; teardown must go on
+            await asyncio.to_thread(self._save_logs)
         error: Exception | None = None
         try:
             await run_compose(
-                self._compose_args(
-                    "down", "--volumes", "--remove-orphans", "--timeout", "10"
-                ),
+                self._compose_args("down", "--volumes", "--remove-orphans", "--timeout", "10"),
                 env=self._environment(),
                 timeout=180.0,
             )
         except EngineError as exc:
             error = exc
-        left = await asyncio.to_thread(self._remove_leftovers)
+        try:
+            left = await asyncio.to_thread(self._remove_leftovers)
+        except Exception as exc:
+            raise StackError(
+                f"could not check what compose project {self.project} left behind: {exc} "
+                f"(down: {error}); look with `docker ps -a --filter label={PROJECT_LABEL}="
+                f"{self.project}`"
+            ) from None
         self._compose_started = False
         self.running = {}
         if any(left.values()):
@@ -423,12 +431,9 @@ class ComposeStack:
     def _save_logs(self) -> None:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        try:
-            containers = self._docker().containers.list(
-                all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
-            )
-        except Exception:
-            return
+        containers = self._docker().containers.list(
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
+        )
         services = {c.labels.get(SERVICE_LABEL, c.name): c for c in containers}
         names = {plan.service_of(n): n for n in self.topology.components}
         for service, container in services.items():
@@ -483,6 +488,18 @@ class ComposeStack:
         except Exception as exc:
             raise StackError(f"docker {action} {component} failed: {exc}") from None
         self.running[component] = running
+
+    async def exec_in(self, component: str, argv: list[str]) -> tuple[int, str]:
+        """Run ``argv`` inside ``component``'s container; return exit code and output."""
+        container = await asyncio.to_thread(self._container, self._service(component))
+        result = await asyncio.to_thread(container.exec_run, argv)
+        return int(result.exit_code), result.output.decode(errors="replace")
+
+    async def container_status(self, component: str) -> str:
+        """Docker's state of ``component``'s container: running, exited, paused, ..."""
+        container = await asyncio.to_thread(self._container, self._service(component))
+        await asyncio.to_thread(container.reload)
+        return str(container.status)
 
     async def stop(self, component: str) -> None:
         await self._act(component, "stop", False)

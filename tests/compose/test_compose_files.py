@@ -1,0 +1,132 @@
+"""The Compose files agree with the stack's plan and keep the networking rules (no engine)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.compose import plan
+from harness.stack.compose import PORT_VARIABLES
+from harness.stack.topology import Topology
+
+COMPOSE_DIR = Path(__file__).resolve().parents[2] / "compose"
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """PyYAML plus Compose's ``!reset`` tag (kept as a marker)."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: "!reset")
+
+
+def _load(name: str) -> dict[str, Any]:
+    data = yaml.load((COMPOSE_DIR / name).read_text(), Loader=_ComposeLoader)
+    assert isinstance(data, dict)
+    return data
+
+
+def _defaults(value: Any) -> Any:
+    """Interpolate ``${VAR:-default}`` with its default, as Compose does with VAR unset."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: m.group(2) or "", value)
+    if isinstance(value, list):
+        return [_defaults(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _defaults(v) for k, v in value.items()}
+    return value
+
+
+def test_every_component_and_the_fault_proxy_is_a_service() -> None:
+    services = _load("compose.yaml")["services"]
+    for component in Topology().components:
+        assert plan.service_of(component) in services
+    assert {"toxiproxy", "setup", "bootstrap"} <= set(services)
+    assert services["toxiproxy"]["image"].startswith("ghcr.io/shopify/toxiproxy:")
+    assert services["broker"]["image"].startswith("eclipse-mosquitto:")
+
+
+def test_clients_dial_their_link_through_the_fault_proxy() -> None:
+    services = _defaults(_load("compose.yaml")["services"])
+
+    def option(service: str, name: str) -> str:
+        command = services[service]["command"]
+        return str(command[command.index(name) + 1])
+
+    assert option("controlplane", "--broker") == plan.link("cp-broker").faultproxy_address
+    for pop in plan.POPS:
+        broker = plan.link(f"edge-{pop}-broker").faultproxy_address
+        assert option(f"edge-{pop}", "--broker") == broker
+    assert option("bootstrap", "--api") == "http://" + plan.link("connector-api").faultproxy_address
+    assert services["connector"]["command"] == plan.connector_command()
+    conf = (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text()
+    for lk in plan.links():
+        host, port = lk.upstream.split(":")
+        if host == "broker":  # mosquitto's listener is in its configuration file
+            assert f"listener {port} 0.0.0.0" in conf
+            continue
+        assert f"0.0.0.0:{port}" in services[host]["command"], lk
+
+
+def test_services_share_networks_only_with_the_fault_proxy() -> None:
+    data = _load("compose.yaml")
+    networks: dict[str, set[str]] = {}
+    for service, spec in data["services"].items():
+        for network in spec["networks"]:
+            networks.setdefault(network, set()).add(service)
+    for network, members in networks.items():
+        others = members - {"toxiproxy", "setup", "bootstrap"}
+        allowed = {"connector", "origin"} if network == "net-origin" else set()
+        assert len(others) <= 1 or others == allowed, (network, members)
+        if network.startswith("net-"):
+            assert data["networks"][network] == {"internal": True}, network
+
+
+def test_ports_are_published_on_loopback_only_with_a_variable_each() -> None:
+    text = (COMPOSE_DIR / "compose.yaml").read_text()
+    services = _load("compose.yaml")["services"]
+    published = [p for spec in services.values() for p in spec.get("ports", [])]
+    assert published
+    for port in published:
+        assert str(port).startswith("127.0.0.1:${OUTLAST_"), port
+    for variable in PORT_VARIABLES.values():
+        assert "${" + variable + ":-" in text, variable
+
+
+def test_healthchecks_are_exec_form_and_state_is_on_volumes() -> None:
+    data = _load("compose.yaml")
+    services = data["services"]
+    for name, spec in services.items():
+        if name in ("setup", "bootstrap"):
+            continue
+        assert spec["healthcheck"]["test"][0] == "CMD", name
+    assert "controlplane-data:/var/lib/outlast/controlplane" in services["controlplane"]["volumes"]
+    for pop in plan.POPS:
+        assert f"edge-{pop}-cache:/var/lib/outlast/edge" in services[f"edge-{pop}"]["volumes"]
+    assert "broker-data:/mosquitto/data" in services["broker"]["volumes"]
+    conf = (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text()
+    assert "persistence true" in conf and "listener 1883 0.0.0.0" in conf
+
+
+def test_offline_override_replaces_every_image_and_toxiproxy() -> None:
+    base = _load("compose.yaml")["services"]
+    offline = _load("compose.offline.yaml")["services"]
+    assert set(offline) == set(base)
+    for name, spec in offline.items():
+        assert spec["image"] == "${OUTLAST_OFFLINE_IMAGE:-outlast:offline}", name
+        assert spec["pull_policy"] == "never", name
+        if "build" in base[name]:
+            assert spec["build"] == "!reset", name
+    assert offline["toxiproxy"]["command"][:3] == ["outlast", "serve", "faultproxy"]
+    assert offline["toxiproxy"]["healthcheck"]["test"][0] == "CMD"
+    assert offline["broker"]["command"][0] == "mosquitto"
+
+
+def test_populate_body_names_every_link_of_the_embedded_topology() -> None:
+    body = plan.populate_body()
+    assert [p["name"] for p in body] == Topology().links
+    assert len({p["listen"] for p in body}) == len(body)
+    assert all(str(p["listen"]).startswith("0.0.0.0:") for p in body)

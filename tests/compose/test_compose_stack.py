@@ -1,0 +1,171 @@
+"""The Compose backend against a real Docker engine (scripts/compose-ci runs these).
+
+One project serves every test of this module, in order: visitors through the tunnel, links only
+through the fault proxy, a killed control-plane container, a toxic on a connector link, and
+finally ``down`` leaving no container, network or volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import dnslib
+import httpx
+import pytest
+import pytest_asyncio
+
+from harness.faultproxy.client import FaultProxyClient
+from harness.stack.compose import ComposeStack
+from harness.stack.readiness import wait_http
+
+pytestmark = [
+    pytest.mark.compose,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(300),
+]
+HOSTNAME = "app.example.com"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ComposeStack]:
+    compose_stack = ComposeStack(tmp_path_factory.mktemp("compose"), ready_timeout=180)
+    await compose_stack.up()
+    try:
+        yield compose_stack
+    finally:
+        await compose_stack.down()
+
+
+async def _visit(client: httpx.AsyncClient, stack: ComposeStack, pop: str) -> httpx.Response:
+    return await client.get(f"{stack.visitor_url(pop)}/probe", headers={"Host": HOSTNAME})
+
+
+def _mode(path: str) -> int:
+    return Path(path).stat().st_mode
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+async def test_up_serves_visitors_through_the_tunnel_on_every_pop(stack: ComposeStack) -> None:
+    endpoints = stack.endpoints()
+    assert endpoints["backend"] == "compose"
+    tunnel_id = endpoints["tunnels"][0]["id"]
+    assert tunnel_id and stack.startup_seconds is not None
+    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+        for pop in endpoints["pops"]:
+            response = await _visit(client, stack, pop)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["origin"] == "origin"
+            assert body["headers"]["x-outlast-pop"] == pop
+            assert body["headers"]["x-outlast-tunnel-id"] == tunnel_id
+    # DNS of the edge (published UDP port) answers the routed hostname with the tunnel's CNAME.
+    host, port = endpoints["pops"]["ams"]["dns"].rsplit(":", 1)
+    answer = dnslib.DNSRecord.parse(
+        dnslib.DNSRecord.question(HOSTNAME, "CNAME").send(host, int(port), timeout=5)
+    )
+    assert any(tunnel_id in str(rr.rdata) for rr in answer.rr), answer
+    # The secrets the harness needs on the host were copied out with tight modes.
+    for path in (endpoints["admin_token_file"], endpoints["origincert"]):
+        assert _mode(path) & 0o077 == 0, path
+
+
+async def test_containers_reach_each_other_only_through_the_fault_proxy(
+    stack: ComposeStack,
+) -> None:
+    script = (
+        "import socket, sys\n"
+        "host, port = sys.argv[1], int(sys.argv[2])\n"
+        "try:\n"
+        "    socket.create_connection((host, port), 3).close()\n"
+        "    print('reached')\n"
+        "except OSError as exc:\n"
+        "    print('blocked', exc)\n"
+    )
+
+    async def dial(component: str, host: str, port: int) -> str:
+        code, output = await stack.exec_in(component, ["python", "-c", script, host, str(port)])
+        assert code == 0, output
+        return output.strip()
+
+    assert (await dial("connector-web", "edge-ams", 7844)).startswith("blocked")
+    assert (await dial("controlplane", "broker", 1883)).startswith("blocked")
+    assert (await dial("edge-fra", "controlplane", 8080)).startswith("blocked")
+    assert await dial("connector-web", "toxiproxy", 10001) == "reached"
+
+
+async def test_killed_controlplane_container_does_not_stop_traffic(stack: ComposeStack) -> None:
+    await stack.kill("controlplane")
+    try:
+        assert await stack.container_status("controlplane") == "exited"
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+            with pytest.raises(httpx.HTTPError):
+                await client.get(f"{stack.api_url}/health", timeout=2.0)
+            statuses = []
+            for _ in range(10):
+                for pop in ("ams", "fra"):
+                    statuses.append((await _visit(client, stack, pop)).status_code)
+                await asyncio.sleep(0.2)
+        assert statuses == [200] * 20
+    finally:
+        await stack.start("controlplane")
+    await wait_http(f"{stack.api_url}/health", timeout=90)
+    assert await stack.container_status("controlplane") == "running"
+
+
+async def test_toxics_on_a_connector_link_show_their_effect(stack: ComposeStack) -> None:
+    async with (
+        FaultProxyClient(stack.faultproxy_url) as faultproxy,
+        httpx.AsyncClient(timeout=10.0, trust_env=False) as client,
+    ):
+        conn_ams = await faultproxy.get_proxy("conn-ams")
+        async with conn_ams.down():
+
+            async def ams_lost_the_tunnel() -> bool:
+                return (await _visit(client, stack, "ams")).status_code != 200
+
+            await _eventually(ams_lost_the_tunnel, 30, "edge ams losing the tunnel")
+            fra = [(await _visit(client, stack, "fra")).status_code for _ in range(5)]
+            assert fra == [200] * 5
+        await wait_http(f"{stack.visitor_url('ams')}/", timeout=60, headers={"Host": HOSTNAME})
+
+        conn_fra = await faultproxy.get_proxy("conn-fra")
+        async with conn_fra.toxic("latency", latency=600, stream="downstream"):
+            started = time.monotonic()
+            response = await _visit(client, stack, "fra")
+            slow = time.monotonic() - started
+        assert response.status_code == 200
+        assert slow >= 0.6, f"latency toxic not applied: {slow:.3f} s"
+
+
+async def test_paused_edge_stops_answering_until_resumed(stack: ComposeStack) -> None:
+    await stack.pause("edge-fra")
+    try:
+        assert await stack.container_status("edge-fra") == "paused"
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            with pytest.raises(httpx.TimeoutException):
+                await _visit(client, stack, "fra")
+            assert (await _visit(client, stack, "ams")).status_code == 200
+    finally:
+        await stack.resume("edge-fra")
+    await wait_http(f"{stack.visitor_url('fra')}/", timeout=60, headers={"Host": HOSTNAME})
+
+
+async def test_down_leaves_no_container_network_or_volume(stack: ComposeStack) -> None:
+    assert any(stack.leftovers().values())  # sanity: the project exists before down
+    await stack.down()
+    assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
+    assert "controlplane" in _read(stack.state_dir / "logs" / "controlplane.log")
