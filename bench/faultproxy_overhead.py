@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import platform
 import statistics
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import Run
 from harness.faultproxy import FaultProxyClient, FaultProxyServer
 from harness.faultproxy.testing import echo_server, sink_server
 from harness.stack.process import ManagedProcess, outlast_argv
@@ -221,11 +221,11 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.requests <= 100_000 or not 1 <= args.bulk_mb <= 1024:
         parser.error("--requests must be 1..100000 and --bulk-mb 1..1024")
+    run = Run("faultproxy_overhead")
     result = asyncio.run(asyncio.wait_for(measure(args.requests, args.bulk_mb, args.embedded), 600))
     print_table(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(run.footer())
+    print(f"wrote {run.write(result, RESULTS)}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """``outlast run SCENARIO_OR_DIR...``: play scenarios on a stack and write their reports.
 
+Several scenarios (e.g. ``outlast run scenarios/``) also give an SLA table across them: printed,
+and written as ``<report-dir>/catalogue-<timestamp>.md`` and ``.html`` (``harness.run_catalogue``).
+Progress goes to stderr: a live status line on a terminal, plain lines otherwise
+(``harness.run_progress``).
+
 Exit code: 0 every check passed, 1 a check failed, 2 a run could not decide (the stack did not
 come up, the harness failed, or a scenario file is invalid).
 """
@@ -15,7 +20,9 @@ import click
 from harness.checks.result import EXIT_CODES, combine
 from harness.report.run_dir import RunReport
 from harness.report.tables import sla_table_text
-from harness.runner import RunOptions, run_scenario
+from harness.run_catalogue import write_catalogue
+from harness.run_progress import ProgressView
+from harness.runner import RunOptions, RunStatus, run_scenario
 from harness.scenario import Scenario, ScenarioError, load_scenario, scenario_files
 
 
@@ -60,6 +67,12 @@ def _load_all(locations: tuple[Path, ...]) -> list[Scenario]:
     help="Override the scenarios' time scale (wall seconds per scenario second).",
 )
 @click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True, max=1000),
+    help="Play each scenario this many times faster than its own time scale (2 halves every "
+    "scenario's wall time); for catalogues whose scenarios have different time scales.",
+)
+@click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("reports"),
@@ -71,33 +84,75 @@ def run_command(
     backend: str,
     seed: int | None,
     time_scale: float | None,
+    speed: float | None,
     report_dir: Path,
     quiet: bool,
 ) -> None:
     """Run scenario files (or every scenario in a directory) and write reports."""
+    if time_scale is not None and speed is not None:
+        raise click.UsageError("give --time-scale (one scale for all) or --speed, not both")
     scenarios = _load_all(locations)
+    view = ProgressView(sys.stderr)
 
     def progress(message: str) -> None:
         if not quiet:
-            click.echo(message, err=True)
+            view.event(message)
+
+    def status(state: RunStatus) -> None:
+        if not quiet:
+            view.status(state)
 
     options = RunOptions(
-        backend=backend, seed=seed, time_scale=time_scale, report_dir=report_dir, progress=progress
+        backend=backend,
+        seed=seed,
+        time_scale=time_scale,
+        speed=speed,
+        report_dir=report_dir,
+        progress=progress,
+        status=status,
     )
     reports: list[RunReport] = []
     try:
-        for scenario in scenarios:
+        for index, scenario in enumerate(scenarios, start=1):
+            view.begin(index, len(scenarios), scenario.name)
+            warning = _stretch_warning(scenario, time_scale)
+            if warning and not quiet:
+                view.event(warning)
             report = asyncio.run(run_scenario(scenario, options))
+            view.clear()
             reports.append(report)
             _print_result(report)
     except KeyboardInterrupt:
+        view.clear()
         click.echo("interrupted: faults undone, stack stopped, journal kept", err=True)
+        _catalogue(report_dir, reports, scenarios)
         sys.exit(130)
-    if len(reports) > 1:
-        click.echo()
-        click.echo(sla_table_text([r.summary for r in reports]))
+    _catalogue(report_dir, reports, scenarios)
     verdict = combine(None if r.verdict == "unknown" else r.verdict == "pass" for r in reports)
     sys.exit(EXIT_CODES[verdict])
+
+
+def _stretch_warning(scenario: Scenario, time_scale: float | None) -> str | None:
+    """A warning when ``--time-scale`` makes a scenario play much longer than it would."""
+    if time_scale is None or time_scale <= 2 * scenario.time_scale:
+        return None
+    minutes = scenario.duration * time_scale / 60
+    own = scenario.real_duration / 60
+    return (
+        f"warning: --time-scale {time_scale:g} plays {scenario.name} in {minutes:.1f} min "
+        f"(its own time scale {scenario.time_scale:g}: {own:.1f} min); "
+        "--speed F compresses every scenario relative to its own scale"
+    )
+
+
+def _catalogue(report_dir: Path, reports: list[RunReport], scenarios: list[Scenario]) -> None:
+    """SLA table across the runs so far: printed, and written as the catalogue page."""
+    if len(reports) < 2:
+        return
+    click.echo()
+    click.echo(sla_table_text([r.summary for r in reports]))
+    md, html = write_catalogue(report_dir, reports, scenarios)
+    click.echo(f"catalogue: {html}  {md}")
 
 
 def _print_result(report: RunReport) -> None:

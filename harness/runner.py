@@ -3,6 +3,11 @@
 The run's only output that matters is the journal; the report is computed from it afterwards
 (``harness.report``). Whatever happens — a fault that cannot be applied, a stack that does not
 come up, Ctrl-C — every fault is undone, the stack is torn down, and the journal is kept.
+
+Probes: visitors always; DNS and metrics when the scenario's traffic asks for them; management
+calls (``api_call`` operations, ``harness.probes.management``) when a check reads them. While
+it plays, the run reports events (``RunOptions.progress``) and, twice a second, a
+:class:`RunStatus` (``RunOptions.status``) for a live view (``harness.run_progress``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from harness.faultproxy.client import FaultProxyClient
 from harness.faults.base import Fault, FaultContext, make_fault
 from harness.journal import Journal, TunnelInfo
 from harness.probes.dns import DnsProbe
+from harness.probes.management import ManagementProbe
 from harness.probes.metrics import MetricsProbe, ScrapeTarget
 from harness.probes.visitors import VisitorProbe, VisitorTarget
 from harness.report.run_dir import RunReport, write_report
@@ -29,6 +35,30 @@ from harness.stack.local import LocalStack
 from harness.stack.topology import Topology, TunnelSpec
 
 Progress = Callable[[str], None]
+STATUS_INTERVAL = 0.5  # seconds between two RunStatus reports
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a playing scenario is: for a live progress view (all times real seconds)."""
+
+    scenario: str
+    elapsed: float
+    total: float
+    active: tuple[str, ...]  # labels of the faults in effect now
+    ok: int
+    fail: int
+    info: int
+    planned: tuple[tuple[float, float], ...] = ()  # the timeline's fault windows (start, end)
+
+    @property
+    def availability(self) -> float | None:
+        """Visitor availability so far (ok / decided), ``None`` before the first answer."""
+        decided = self.ok + self.fail
+        return self.ok / decided if decided else None
+
+
+StatusSink = Callable[[RunStatus], None]
 
 
 @dataclass
@@ -38,8 +68,10 @@ class RunOptions:
     backend: str = "local"
     seed: int | None = None
     time_scale: float | None = None
+    speed: float | None = None  # play each scenario this many times faster than its own scale
     report_dir: Path = Path("reports")
     progress: Progress | None = None
+    status: StatusSink | None = None
     connector_args: tuple[str, ...] = ()
 
 
@@ -74,6 +106,8 @@ def effective_scenario(scenario: Scenario, options: RunOptions) -> Scenario:
         update["seed"] = options.seed
     if options.time_scale is not None:
         update["time_scale"] = options.time_scale
+    elif options.speed is not None:
+        update["time_scale"] = scenario.time_scale / options.speed
     return scenario.model_copy(update=update) if update else scenario
 
 
@@ -104,11 +138,15 @@ class ScenarioRun:
     stack: Stack
     journal: Journal
     progress: Progress
+    status: StatusSink | None = None
     active: list[_ActiveFault] = field(default_factory=list)
     fault_ctx: FaultContext | None = None
     visitors: VisitorProbe | None = None
+    started: float | None = None
 
     def _say(self, message: str) -> None:
+        if self.started is not None:
+            message = f"{time.monotonic() - self.started:7.1f}s  {message}"
         self.progress(message)
 
     async def play(self) -> None:
@@ -139,13 +177,14 @@ class ScenarioRun:
                 tunnels={name: t["id"] for name, t in tunnels.items()},
                 home=str(Path(endpoints["origincert"]).parent),
                 origincert=endpoints["origincert"],
+                zone=str(endpoints.get("zone") or scenario.stack.zone),
             )
             stop = asyncio.Event()
             probes = self._probes(endpoints, tunnels)
             probe_tasks = [asyncio.create_task(p.run(stop)) for p in probes]
             fault_tasks: list[asyncio.Task[None]] = []
             try:
-                started = time.monotonic()
+                started = self.started = time.monotonic()
                 fault_tasks = [
                     asyncio.create_task(self._play_entry(entry, started))
                     for entry in scenario.timeline
@@ -163,32 +202,35 @@ class ScenarioRun:
         self, started: float, seconds: float, fault_tasks: list[asyncio.Task[None]]
     ) -> None:
         deadline = started + seconds
-        last_report = 0.0
         while (remaining := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(1.0, remaining))
+            await asyncio.sleep(min(STATUS_INTERVAL, remaining))
             for task in fault_tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-            now = time.monotonic()
-            if now - last_report >= 5:
-                last_report = now
-                self._say(self._status_line(now - started))
+            if self.status is not None:
+                self.status(self.run_status(time.monotonic() - started))
 
-    def _status_line(self, elapsed: float) -> str:
-        active = [f"{a.entry.fault}({a.entry.target or ''})" for a in self.active if not a.healed]
-        total = self.scenario.real_duration
-        return (
-            f"  {elapsed:6.1f}/{total:.0f} s  {self.journal_summary()}  "
-            f"active: {', '.join(active) or 'none'}"
+    def run_status(self, elapsed: float) -> RunStatus:
+        """The run's state after ``elapsed`` real seconds of timeline."""
+        scale = self.scenario.time_scale
+        planned = tuple(
+            (
+                float(e.at) * scale,
+                float(e.end if e.end is not None else e.at) * scale,
+            )
+            for e in self.scenario.timeline
         )
-
-    def journal_summary(self) -> str:
-        if self.visitors is None:
-            return ""
-        c = self.visitors.outcomes
-        done = c["ok"] + c["fail"]
-        availability = f"{100 * c['ok'] / done:.2f}%" if done else "-"
-        return f"visitors ok {c['ok']} fail {c['fail']} info {c['info']} ({availability})"
+        outcomes = self.visitors.outcomes if self.visitors else {"ok": 0, "fail": 0, "info": 0}
+        return RunStatus(
+            scenario=self.scenario.name,
+            elapsed=elapsed,
+            total=self.scenario.real_duration,
+            active=tuple(a.entry.label() for a in self.active if not a.healed),
+            ok=outcomes["ok"],
+            fail=outcomes["fail"],
+            info=outcomes["info"],
+            planned=planned,
+        )
 
     def _probes(self, endpoints: dict[str, Any], tunnels: dict[str, Any]) -> list[Any]:
         traffic = self.scenario.traffic
@@ -231,6 +273,20 @@ class ScenarioRun:
                 ScrapeTarget("controlplane", "controlplane", f"{endpoints['api_url']}/metrics")
             )
             probes.append(MetricsProbe(self.journal, scrape, float(traffic.metrics_interval)))
+        if wants_management_probe(self.scenario):
+            ctx = self.fault_ctx
+            assert ctx is not None
+            probes.append(
+                ManagementProbe(
+                    self.journal,
+                    api_url=endpoints["api_url"],
+                    origincert=Path(endpoints["origincert"]),
+                    fresh_origincert=Path(endpoints["origincert"]).with_name("cert-fresh.pem"),
+                    zone=ctx.zone,
+                    new_token=lambda: ctx.user_tokens.get(ctx.email),
+                    interval=MANAGEMENT_INTERVAL,
+                )
+            )
         return probes
 
     async def _play_entry(self, entry: TimelineEntry, started: float) -> None:
@@ -240,22 +296,34 @@ class ScenarioRun:
         params = entry.params.model_dump(mode="json")
         fault = make_fault(entry.fault, entry.target or _default_target(entry.fault), params)
         label = entry.name or f"{entry.fault} {entry.target or ''}".strip()
+        early = entry.fault not in OPENS_AFTER_INJECT
+        fid = (
+            self.journal.fault_start(entry.fault, entry.target, params, name=entry.name)
+            if early
+            else None
+        )
         try:
             await fault.inject(self.fault_ctx)
         except Exception as exc:
-            fid = self.journal.fault_start(
+            error = f"{type(exc).__name__}: {exc}"
+            if fid is None:
+                fid = self.journal.fault_start(
+                    entry.fault, entry.target, params, name=entry.name, error=error
+                )
+            self.journal.fault_stop(
+                fid,
                 entry.fault,
                 entry.target,
                 params,
                 name=entry.name,
-                error=f"{type(exc).__name__}: {exc}",
+                error=error if early else None,
             )
-            self.journal.fault_stop(fid, entry.fault, entry.target, params, name=entry.name)
             raise
-        fid = self.journal.fault_start(entry.fault, entry.target, params, name=entry.name)
+        if fid is None:
+            fid = self.journal.fault_start(entry.fault, entry.target, params, name=entry.name)
         active = _ActiveFault(entry, fault, fid)
         self.active.append(active)
-        self._say(f"  fault start: {label}")
+        self._say(f"fault start: {label}")
         if entry.duration is None:
             if entry.fault in ("restart", "token_rollover", "credential_revocation"):
                 await self._heal(active)  # instantaneous: the window is the action itself
@@ -279,10 +347,7 @@ class ScenarioRun:
         self.journal.fault_stop(
             active.fault_id, entry.fault, entry.target, params, name=entry.name, error=error
         )
-        self._say(
-            f"  fault stop:  {entry.name or entry.fault}"
-            + (f" (heal failed: {error})" if error else "")
-        )
+        self._say(f"fault stop:  {entry.label()}" + (f" (heal failed: {error})" if error else ""))
 
     async def heal_all(self) -> None:
         """Undo every fault still in effect (end of run, failure, or Ctrl-C)."""
@@ -291,12 +356,54 @@ class ScenarioRun:
                 await asyncio.shield(self._heal(active))
 
 
+MANAGEMENT_INTERVAL = 1.0  # seconds between two rounds of management calls
+OPENS_AFTER_INJECT = frozenset({"token_rollover"})
+"""A fault's window opens just before ``inject``: its effect starts somewhere inside (a disabled
+link closes connections before the proxy API answers; a restart stops the component at once), so
+everything it disrupts falls inside the window. The exceptions open once ``inject`` is done,
+because checks read their start as "from here on": a rolled token must be refused from then."""
+
+
+def wants_management_probe(scenario: Scenario) -> bool:
+    """Management calls are probed only when a check reads them (``api_call`` operations):
+    they are control-plane requests, which other checks count."""
+    return any("api_call" in getattr(check.params, "functions", ()) for check in scenario.checks)
+
+
 def _default_target(kind: str) -> str:
     return {
         "controlplane_outage": "controlplane",
         "broker_outage": "broker",
         "token_rollover": "user",
     }.get(kind, "")
+
+
+STACK_UP_ATTEMPTS = 3
+
+
+def is_port_race(error: BaseException) -> bool:
+    """Whether a stack failed to come up only because a port it had picked was taken before its
+    component could bind it (other stacks or connections on the machine): worth a new try."""
+    return "address already in use" in str(error).lower()
+
+
+async def _bring_up(scenario: Scenario, options: RunOptions, run_dir: Path, say: Progress) -> Stack:
+    """A running stack for the run; a port race gets a fresh stack (and fresh ports)."""
+    for attempt in range(1, STACK_UP_ATTEMPTS + 1):
+        name = "stack" if attempt == 1 else f"stack-{attempt}"
+        stack = make_stack(scenario, options, run_dir / name)
+        try:
+            await stack.up()
+            return stack
+        except BaseException as exc:  # also Ctrl-C: whatever started is stopped
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stack.down())
+            if attempt == STACK_UP_ATTEMPTS or not isinstance(exc, Exception):
+                raise
+            if not is_port_race(exc):
+                raise
+            say(f"{scenario.name}: a port was taken while the stack started; starting afresh")
+    raise AssertionError("unreachable")
 
 
 async def run_scenario(scenario: Scenario, options: RunOptions | None = None) -> RunReport:
@@ -312,8 +419,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     say(f"{scenario.name}: starting the {options.backend} stack")
     try:
         try:
-            stack = make_stack(scenario, options, run_dir / "stack")
-            await stack.up()
+            stack = await _bring_up(scenario, options, run_dir, say)
         except Exception as exc:
             status, error = "error", f"stack did not come up: {exc}"
             journal.run(
@@ -328,7 +434,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
             f"playing {scenario.real_duration:.0f} s of timeline (time scale "
             f"{scenario.time_scale:g})"
         )
-        run = ScenarioRun(scenario, stack, journal, say)
+        run = ScenarioRun(scenario, stack, journal, say, options.status)
         await run.play()
     except asyncio.CancelledError:
         status, error = "aborted", "interrupted"

@@ -21,6 +21,35 @@ KNOWN: dict[str, str] = {
     ),
     "edge.forget_cache": "the edge ignores its cache file at start (serves nothing until "
     "the broker delivers configuration)",
+    "connector.pinned_pops": (
+        "each HA connection is pinned to one PoP and only ever redialled there (no failover "
+        "when a PoP goes away)"
+    ),
+    "connector.retry_permanent_errors": (
+        "the connector treats permanent refusals (tunnel deleted, bad secret) as transient and "
+        "keeps redialling instead of stopping"
+    ),
+    "edge.registration_needs_broker": (
+        "the edge refuses (retryable) every registration while its broker link is down, as if "
+        "it had to announce a connection before accepting it"
+    ),
+    "edge.short_response_timeout": (
+        "the edge gives the connector only 0.5 s to start a response (a timeout tuned on a LAN)"
+    ),
+    "edge.named_calls_control_plane": (
+        "the edge confirms every named registration with the control plane, like a legacy one, "
+        "and refuses it (retryable) while the control plane does not answer"
+    ),
+    "edge.legacy_from_cache": (
+        "the edge accepts a legacy registration from its cache when the control plane does not "
+        "answer (legacy tunnels would then survive a control-plane outage)"
+    ),
+    "wire.no_heartbeat": (
+        "neither end of a tunnel connection sends heartbeats or times out a silent one"
+    ),
+    "controlplane.keep_rolled_token": (
+        "the control plane keeps accepting an API token after rolling it"
+    ),
 }
 
 

@@ -8,9 +8,12 @@ from harness.checks import (  # noqa: F401  (importing registers the checks)
     availability,
     control_plane,
     dns,
+    failover,
     ha,
     integrity,
+    latency,
     reconnect,
+    revocation,
     routing,
 )
 from harness.checks.params import CheckParams, FaultScopedParams

@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 from harness.checks.params import CheckParams, scoped_operations
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
-from harness.journal.history import History, Operation
+from harness.journal.history import NS_PER_S, History, Operation
+from harness.scenario.durations import Duration
 from harness.scenario.faults import FAULT_KINDS
 
 
@@ -18,9 +19,15 @@ class AuthErrorsParams(CheckParams):
     match: dict[str, Any] = Field(default_factory=dict, description="value fields to select ops")
     message: str = Field(min_length=1, description="text the refusal must contain")
     status: int | None = Field(default=None, description="expected status code, if any")
+    error_code: int | None = Field(
+        default=None, description="expected error_code (API envelope code, edge error code)"
+    )
     min_count: int = Field(default=1, ge=1)
     after_fault: str | None = Field(
         default=None, description="only ops invoked after this fault kind first started"
+    )
+    settle: Duration = Field(
+        default=0.0, ge=0, description="with after_fault: skip ops invoked this soon after it"
     )
 
     @field_validator("after_fault")
@@ -48,7 +55,7 @@ def auth_errors(history: History, params: AuthErrorsParams) -> CheckResult:
         starts = [w.start_t for w in history.faults if w.fault == params.after_fault]
         if not starts:
             return CheckResult(name, None, f"no {params.after_fault} fault in the journal")
-        since = min(starts)
+        since = min(starts) + round(params.settle * NS_PER_S)
     ops = [
         op
         for op in scoped_operations(history, params, params.functions)
@@ -70,6 +77,8 @@ def auth_errors(history: History, params: AuthErrorsParams) -> CheckResult:
             bad.append({**where, "problem": f"message {text!r}"})
         elif params.status is not None and status != params.status:
             bad.append({**where, "problem": f"status {status}"})
+        elif params.error_code is not None and op.value.get("error_code") != params.error_code:
+            bad.append({**where, "problem": f"error_code {op.value.get('error_code')}"})
         else:
             refused += 1
     info = sum(op.phase == "info" for op in ops)

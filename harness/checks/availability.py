@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -13,8 +13,9 @@ from harness.checks.windows import merge, overlaps
 from harness.journal.history import NS_PER_S, History
 from harness.journal.records import VISITOR_FUNCTIONS
 from harness.scenario.durations import Duration, format_duration
+from harness.scenario.faults import FAULT_KINDS
 
-Window = Literal["overall", "during_fault", "outside_fault"]
+Window = Literal["overall", "during_fault", "outside_fault", "between"]
 
 
 class AvailabilityParams(FaultScopedParams):
@@ -28,7 +29,24 @@ class AvailabilityParams(FaultScopedParams):
         default="exclude", description="indeterminate requests: left out, or counted as failed"
     )
     functions: tuple[str, ...] = Field(default=VISITOR_FUNCTIONS, min_length=1)
+    match: dict[str, Any] = Field(
+        default_factory=dict, description="only ops whose value has these fields (equality)"
+    )
     min_requests: int = Field(default=1, ge=1, description="fewer decided requests: undecided")
+    until_faults: tuple[str, ...] | None = Field(
+        default=None,
+        description='window "between": from the first start of a selected fault to the last '
+        "stop of one of these fault kinds",
+    )
+
+    @model_validator(mode="after")
+    def _between(self) -> AvailabilityParams:
+        if (self.window == "between") != bool(self.until_faults):
+            raise ValueError('window "between" and until_faults go together')
+        for kind in self.until_faults or ():
+            if kind not in FAULT_KINDS:
+                raise ValueError(f'unknown fault "{kind}" (known: {", ".join(FAULT_KINDS)})')
+        return self
 
     @model_validator(mode="after")
     def _bounds(self) -> AvailabilityParams:
@@ -45,6 +63,9 @@ def window_label(params: AvailabilityParams) -> str:
     kinds = "/".join(params.faults) if params.faults else "fault"
     targets = f" on {'/'.join(params.targets)}" if params.targets else ""
     grace = f" (+{format_duration(params.grace)} grace)" if params.grace else ""
+    if params.window == "between":
+        until = "/".join(params.until_faults or ())
+        return f"from the first {kinds}{targets} until the end of {until}{grace}"
     where = "during" if params.window == "during_fault" else "outside"
     return f"{where} {kinds} windows{targets}{grace}"
 
@@ -58,7 +79,11 @@ def availability(history: History, params: AvailabilityParams) -> CheckResult:
     as failures (``info: fail``).
     """
     name = "availability"
-    ops = scoped_operations(history, params, params.functions)
+    ops = [
+        op
+        for op in scoped_operations(history, params, params.functions)
+        if all(op.value.get(k) == v for k, v in params.match.items())
+    ]
     where = window_label(params)
     if params.window != "overall":
         faults = selected_faults(history, params)
@@ -66,7 +91,13 @@ def availability(history: History, params: AvailabilityParams) -> CheckResult:
             return CheckResult(name, None, f"no fault windows to measure {where}")
         grace = round(params.grace * NS_PER_S)
         windows = merge((w.start_t, w.end_or(history.end_t) + grace) for w in faults)
-        during = params.window == "during_fault"
+        if params.window == "between":
+            ends = [w for w in history.faults if w.fault in (params.until_faults or ())]
+            if not ends:
+                return CheckResult(name, None, f"no fault windows to measure {where}")
+            end = max(w.end_or(history.end_t) for w in ends) + grace
+            windows = merge([(min(w.start_t for w in faults), end)])
+        during = params.window != "outside_fault"
         ops = [
             op
             for op in ops

@@ -30,6 +30,10 @@ class FaultContext:
     email: str = "sre@example.com"
     home: str = ""  # OUTLAST_HOME of the stack's user (cert.pem, credentials)
     origincert: str = ""
+    zone: str = "example.com"
+    user_tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    """API tokens issued during the run (by ``token_rollover``), by email. Memory only: never
+    journaled or logged; the management probe logs in again with them."""
 
 
 class Fault(Protocol):

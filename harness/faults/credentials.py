@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -40,7 +41,8 @@ class TokenRollover:
     params: dict[str, Any] = field(default_factory=dict)
 
     async def inject(self, ctx: FaultContext) -> None:
-        await run_outlast(
+        email = str(self.params.get("email", ctx.email))
+        out = await run_outlast(
             ctx,
             "controlplane",
             "--api",
@@ -49,8 +51,15 @@ class TokenRollover:
             ctx.admin_token_file,
             "roll-token",
             "--email",
-            str(self.params.get("email", ctx.email)),
+            email,
         )
+        try:
+            ctx.user_tokens[email] = str(json.loads(out)["api_token"])
+        except (ValueError, KeyError, TypeError):
+            raise FaultError(
+                "`outlast controlplane roll-token` did not print the new token as JSON "
+                '({..., "api_token": ...}); is the control plane an Outlast one?'
+            ) from None
 
     async def heal(self, ctx: FaultContext) -> None:
         return None

@@ -4,7 +4,8 @@ Open loop: requests start on a fixed schedule whatever the previous ones are doi
 system cannot slow the probe down and hide its own unavailability), bounded by ``max_in_flight``.
 Every request is an operation in the journal: ``invoke`` then ``ok`` (the right tunnel answered
 with our request id and body digest), ``fail`` (an error status, a refused connection, a wrong
-answer) or ``info`` (timed out: it may or may not have been served).
+answer) or ``info`` (timed out: it may or may not have been served). An edge's own error
+response also records its ``error_code`` (e.g. 1016: the tunnel was deleted).
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ class VisitorProbe:
             payload = await response.read()
             value: dict[str, Any] = {"status": response.status}
             if response.status != 200:
+                value.update(edge_error(payload))
                 return "fail", value, f"HTTP {response.status}: {payload[:200]!r}"
             try:
                 echo = await response.json(content_type=None)
@@ -201,6 +203,16 @@ class VisitorProbe:
         value.update(self._judge(greeting, invoke, b"", target))
         value["digest_ok"] = bytes(message.data) == body
         return _verdict(value, target)
+
+
+def edge_error(payload: bytes) -> dict[str, Any]:
+    """``{"error_code": N}`` of an edge's JSON error body (docs/edge.md), else nothing."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return {}
+    code = body.get("error_code") if isinstance(body, dict) else None
+    return {"error_code": code} if isinstance(code, int) and not isinstance(code, bool) else {}
 
 
 def _verdict(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
-from harness.journal.history import History
+from harness.journal.history import NS_PER_S, History
 from harness.report.plot import timeline_svg
 from harness.report.tables import STATUS_WORD, budget_text, fmt, html_table
+from harness.scenario.durations import format_duration
+
+#: Fault kinds whose windows get the per-tunnel "during the outage" table (the contrast a
+#: postmortem replay is about: which tunnel kept serving while the control plane was away).
+OUTAGE_KINDS = frozenset({"controlplane_outage", "broker_outage"})
 
 CSS = """
 body { font-family: sans-serif; margin: 24px auto; max-width: 1000px; color: #212529; }
@@ -41,6 +47,106 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
     )
 
 
+class _IncidentClock:
+    """Journal seconds -> the incident's wall-clock time, for runs anchored with ``clock.start``
+    (postmortem replays): the tables then speak the incident's time, like the plot's axis."""
+
+    def __init__(self, start: datetime, history: History) -> None:
+        self.start = start
+        self.history = history
+        self.scale = history.time_scale or 1.0
+
+    def at(self, journal_s: float) -> str:
+        scenario_s = (journal_s * NS_PER_S - self.history.start_t) / NS_PER_S / self.scale
+        return (self.start + timedelta(seconds=scenario_s)).astimezone(UTC).strftime("%H:%M:%S")
+
+    def span(self, real_s: float) -> str:
+        """A real duration as incident-clock time (``4h1m``)."""
+        return format_duration(round(real_s / self.scale))
+
+
+def _incident_clock(history: History) -> _IncidentClock | None:
+    clock = history.run.clock_start if history.run else None
+    if not clock:
+        return None
+    try:
+        return _IncidentClock(datetime.fromisoformat(clock.replace("Z", "+00:00")), history)
+    except ValueError:
+        return None
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def _outage_contrast(
+    summary: dict[str, Any], history: History, clock: _IncidentClock | None
+) -> str:
+    """Per tunnel, during each control-plane/broker outage: availability and downtime."""
+    tunnels = history.tunnel_names()
+    outages = [f for f in history.faults if f.fault in OUTAGE_KINDS]
+    if len(tunnels) < 2 or not outages:
+        return ""
+    ops = history.visitor_ops()
+    rows = []
+    for fault in outages:
+        start, end = fault.start_t, fault.end_or(history.end_t)
+        start_s, end_s = history.seconds(start), history.seconds(end)
+        when = (
+            f"{clock.at(start_s)}-{clock.at(end_s)}"
+            if clock
+            else f"{fmt(round(start_s, 3))}-{fmt(round(end_s, 3))} s"
+        )
+        for tunnel in tunnels:
+            inside = [
+                op
+                for op in ops
+                if history.tunnel_of(op) == tunnel
+                and op.invoke_t < end
+                and (op.complete_t or history.end_t) > start
+            ]
+            ok = sum(op.phase == "ok" for op in inside)
+            decided = ok + sum(op.phase == "fail" for op in inside)
+            down = sum(
+                _overlap(w["start_s"], w["end_s"], start_s, end_s)
+                for w in summary["sla"]["downtime_windows"]
+                if w["tunnel"] == tunnel
+            )
+            share = down / (end_s - start_s) if end_s > start_s else 0.0
+            rows.append(
+                [
+                    fault.name or fault.label(),
+                    when,
+                    tunnel,
+                    history.tunnel_kind(tunnel),
+                    fmt(round(100 * ok / decided, 2)) if decided else "-",
+                    f"{ok} / {decided}",
+                    fmt(round(down, 3)),
+                    *([clock.span(down)] if clock else []),
+                    f"{100 * share:.1f}%",
+                ]
+            )
+    header = [
+        "outage",
+        "window (UTC)" if clock else "window",
+        "tunnel",
+        "kind",
+        "availability %",
+        "ok / decided",
+        "down s (real)",
+        *(["down (incident clock)"] if clock else []),
+        "share of outage down",
+    ]
+    note = (
+        '<p class="meta">Requests overlapping the outage window. Downtime is the tunnel\'s '
+        "downtime windows (see below) inside the outage; on the incident clock it is real time "
+        "divided by the time scale, so a reconnect of a second shows as minutes.</p>"
+        if clock
+        else ""
+    )
+    return "<h2>Tunnels during the outage</h2>" + html_table(header, rows) + note
+
+
 def render_html(summary: dict[str, Any], history: History) -> str:
     """The HTML report of one run (summary tables plus the timeline plot from the journal)."""
     sla = summary["sla"]
@@ -66,6 +172,10 @@ def render_html(summary: dict[str, Any], history: History) -> str:
     )
     parts.append("<h2>Timeline</h2>")
     parts.append(timeline_svg(history, title=str(summary["scenario"])))
+    clock = _incident_clock(history)
+    contrast = _outage_contrast(summary, history, clock)
+    if contrast:
+        parts.append(contrast)
     parts.append("<h2>Checks</h2>")
     parts.append(_checks_table(summary["checks"]))
     parts.append("<h2>SLA</h2>")
@@ -140,11 +250,28 @@ def render_html(summary: dict[str, Any], history: History) -> str:
     ttr = {r["fault_id"]: r["ttr_s"] for r in sla["recoveries"]}
     parts.append(
         html_table(
-            ["fault", "target", "start s", "stop s", "scenario at s", "time to recover s", "error"],
+            [
+                "fault",
+                "target",
+                *(["clock (UTC)"] if clock else []),
+                "start s",
+                "stop s",
+                "scenario at s",
+                "time to recover s",
+                "error",
+            ],
             [
                 [
                     f["name"] or f["fault"],
                     fmt(f["target"]),
+                    *(
+                        [
+                            clock.at(f["start_s"])
+                            + ("-" + clock.at(f["stop_s"]) if f["stop_s"] is not None else "")
+                        ]
+                        if clock
+                        else []
+                    ),
                     fmt(f["start_s"]),
                     fmt(f["stop_s"]),
                     fmt(f["scenario_at_s"]),
@@ -160,10 +287,25 @@ def render_html(summary: dict[str, Any], history: History) -> str:
     parts.append("<h2>Downtime windows</h2>")
     parts.append(
         html_table(
-            ["tunnel", "from s", "to s", "duration s", "failed requests"],
+            [
+                "tunnel",
+                *(["clock (UTC)", "incident time"] if clock else []),
+                "from s",
+                "to s",
+                "duration s",
+                "failed requests",
+            ],
             [
                 [
                     w["tunnel"],
+                    *(
+                        [
+                            f"{clock.at(w['start_s'])}-{clock.at(w['end_s'])}",
+                            clock.span(w["duration_s"]),
+                        ]
+                        if clock
+                        else []
+                    ),
                     fmt(w["start_s"]),
                     fmt(w["end_s"]),
                     fmt(w["duration_s"]),
@@ -177,7 +319,13 @@ def render_html(summary: dict[str, Any], history: History) -> str:
     )
     parts.append(
         '<p class="meta">Times in tables are seconds of the journal clock (real time since the '
-        "journal was opened); the plot's axis is scenario time.</p>"
+        "journal was opened)"
+        + (
+            "; the clock columns and the plot's axis are the incident's wall-clock time (UTC)."
+            if clock
+            else "; the plot's axis is scenario time."
+        )
+        + "</p>"
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)

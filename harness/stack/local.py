@@ -26,6 +26,7 @@ from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import free_port, wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
 from reference.files import atomic_write
+from reference.legacy_tunnel import legacy_tunnel_id
 from reference.pki import create_ca, issue_certificate
 
 HOST = "127.0.0.1"
@@ -48,6 +49,7 @@ class LocalStack:
         faultproxy_url: str | None = None,
         connector_args: tuple[str, ...] = (),
         ready_timeout: float = 30.0,
+        legacy_dns_grace: float | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
@@ -60,6 +62,7 @@ class LocalStack:
         self.external_faultproxy_url = choice.url if choice.kind == "url" else None
         self.connector_args = connector_args
         self.ready_timeout = ready_timeout
+        self.legacy_dns_grace = legacy_dns_grace
         self.processes: dict[str, ManagedProcess] = {}
         self.ports: dict[str, int] = {}
         self.proxies: dict[str, dict[str, str]] = {}
@@ -297,6 +300,11 @@ class LocalStack:
             _addr(self.ports["controlplane"]),
             "--broker",
             self.proxy_address("cp-broker"),
+            *(
+                ("--legacy-dns-grace", str(self.legacy_dns_grace))
+                if self.legacy_dns_grace is not None
+                else ()
+            ),
         )
         origin = self._process(
             "origin", "serve", "origin", "--name", "origin", "--listen", _addr(self.ports["origin"])
@@ -341,6 +349,8 @@ class LocalStack:
             _addr(self.ports[f"edge-{pop}-metrics"]),
             "--broker",
             self.proxy_address(f"edge-{pop}-broker"),
+            "--api",
+            self.proxy_address(f"edge-{pop}-api"),
             "--cache-dir",
             str(self.state_dir / f"edge-{pop}"),
             "--tls-cert",
@@ -350,14 +360,22 @@ class LocalStack:
         )
 
     def _connector_process(self, tunnel: TunnelSpec) -> ManagedProcess:
+        if tunnel.is_legacy:
+            # Classic: no tunnel object, no credentials file; cert.pem + hostname at every
+            # registration, which the edges pass on to the control plane.
+            identity = ["--legacy", "--hostname", tunnel.hostname]
+        else:
+            identity = [
+                self.tunnel_ids[tunnel.name],
+                "--credentials-file",
+                str(self.credentials_files[tunnel.name]),
+            ]
         args = [
             "tunnel",
             "--origincert",
             str(self.origincert),
             "run",
-            self.tunnel_ids[tunnel.name],
-            "--credentials-file",
-            str(self.credentials_files[tunnel.name]),
+            *identity,
             "--url",
             f"http://{_addr(self.ports['origin'])}",
             "--edge-ca",
@@ -432,7 +450,11 @@ class LocalStack:
             str(self.origincert),
         )
         for tunnel in topo.tunnels:
-            await self.create_tunnel(tunnel)
+            if tunnel.is_legacy:
+                # Created by its first registration; the id follows from zone and hostname.
+                self.tunnel_ids[tunnel.name] = legacy_tunnel_id(self.zone_id, tunnel.hostname)
+            else:
+                await self.create_tunnel(tunnel)
 
     async def create_tunnel(self, tunnel: TunnelSpec) -> str:
         """Create and route ``tunnel`` through the connector CLI; return its id."""

@@ -5,7 +5,8 @@ here, identical in every backend (see ARCHITECTURE.md section 2):
 
 * ``conn-<pop>``          connector -> edge <pop> tunnel listener (all connectors share it)
 * ``connector-api``       connector (management, legacy registration) -> control plane API
-* ``edge-<pop>-api``      edge <pop> -> control plane API (legacy registration only)
+* ``edge-<pop>-api``      edge <pop> -> control plane API (legacy registration only: the
+                          edges are started with ``--api`` pointing at this link)
 * ``cp-broker``           control plane -> MQTT broker
 * ``edge-<pop>-broker``   edge <pop> -> MQTT broker
 """
@@ -32,6 +33,12 @@ class TunnelSpec:
     def connector(self) -> str:
         """Component name of this tunnel's connector process."""
         return f"connector-{self.name}"
+
+    @property
+    def is_legacy(self) -> bool:
+        """A legacy (classic) tunnel: no ``tunnel create``/``route dns``; its connector runs
+        ``--legacy --hostname`` with cert.pem and every registration needs the control plane."""
+        return self.kind == "legacy"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,11 @@ class Topology:
             host = tunnel.hostname
             if host != self.zone and not host.endswith("." + self.zone):
                 raise ValueError(f"hostname {host!r} is not in zone {self.zone!r}")
+            if tunnel.is_legacy and host == self.zone:
+                raise ValueError(
+                    f"legacy tunnel {tunnel.name!r}: legacy tunnels only create records for "
+                    f"subdomains, not the zone apex {host!r}; use e.g. www.{self.zone}"
+                )
 
     @classmethod
     def numbered(cls, pops: tuple[str, ...], count: int) -> Topology:

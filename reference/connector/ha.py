@@ -34,6 +34,7 @@ from reference.wire import (
     DialError,
     HandshakeFailed,
     HeartbeatConfig,
+    LegacyRegistration,
     RegistrationRefused,
     RegistrationRequest,
     connect_tunnel,
@@ -74,6 +75,9 @@ class HAConfig:
     registration_timeout: float = 5.0
     rebalance_interval: float = 2.0
     start_stagger: float = 0.05
+    #: Set for a legacy (classic) run: every registration presents the account's API token
+    #: and hostname instead of a proof of a tunnel secret (``verifier`` is then empty).
+    legacy: LegacyRegistration | None = field(default=None, repr=False)
 
     @staticmethod
     def verifier_of(secret: bytes, tunnel_id: str) -> str:
@@ -219,13 +223,16 @@ class HAConnector:
             account_tag=cfg.account_tag,
             conn_index=index,
             connector_id=cfg.connector_id,
-            proof=compute_proof(
+            proof=""
+            if cfg.legacy is not None
+            else compute_proof(
                 cfg.verifier, nonce, cfg.tunnel_id, cfg.account_tag, index, cfg.connector_id
             ),
             attempt=self.supervisor.attempts(index),
             version=connector_version(),
             arch=connector_arch(),
             features=("websocket", "unregister"),
+            legacy=cfg.legacy,
         )
 
     async def _handle(self, stream: ConnectorStream) -> None:
@@ -294,6 +301,8 @@ class HAConnector:
                     return  # planted defect: a dropped connection is never dialled again
                 decision = outcome
             self._first_attempt.set()
+            if decision.permanent and defects.enabled("connector.retry_permanent_errors"):
+                decision = Decision(delay=1.0, reason=decision.reason)  # planted defect
             if decision.permanent:
                 self._fatal(decision.message, decision.reason)
                 return

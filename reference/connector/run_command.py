@@ -23,10 +23,12 @@ from reference.connector.credentials import (
     CredentialsError,
     TunnelCredentials,
     default_credentials_path,
+    default_origincert_path,
     outlast_home,
 )
 from reference.connector.edge_memory import EdgeMemory
 from reference.connector.ha import HAConfig, HAConnector, connector_arch, connector_version
+from reference.connector.legacy import LegacyIdentity, load_legacy_identity
 from reference.connector.metrics import ConnectorMetrics
 from reference.connector.metrics_server import MetricsServer
 from reference.connector.proxy import OriginProxy
@@ -81,6 +83,33 @@ def load_credentials(settings: RunSettings) -> TunnelCredentials:
         raise RunError(str(exc)) from None
 
 
+def load_legacy(settings: RunSettings, hostname: str | None) -> LegacyIdentity:
+    """The identity of a ``--legacy`` run: cert.pem's account token plus ``--hostname``."""
+    if settings.tunnel:
+        raise RunError(
+            f"--legacy runs no named tunnel: drop {settings.tunnel!r} (a legacy tunnel is "
+            "identified by --hostname), or drop --legacy to run the named tunnel"
+        )
+    if not hostname:
+        raise RunError(
+            "--legacy needs --hostname HOST: the subdomain the legacy tunnel serves (its DNS "
+            "record is created at every registration)"
+        )
+    if settings.credentials_file is not None:
+        raise RunError(
+            "--legacy uses the origin certificate (cert.pem), not a tunnel credentials file: "
+            "drop --credentials-file"
+        )
+    from reference.connector.cli import TunnelOptions
+
+    options = click.get_current_context().find_object(TunnelOptions)
+    origincert = (options.origincert if options else None) or default_origincert_path()
+    try:
+        return load_legacy_identity(origincert, hostname)
+    except CredentialsError as exc:
+        raise RunError(str(exc)) from None
+
+
 def edge_ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     try:
         if ca_file is not None:
@@ -90,7 +119,7 @@ def edge_ssl_context(ca_file: Path | None) -> ssl.SSLContext:
         raise RunError(f"cannot load the edge CA {ca_file}: {exc}; check --edge-ca") from None
 
 
-async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials) -> int:
+async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials | LegacyIdentity) -> int:
     """Run the connector until shutdown; returns the exit code."""
     connector_id = str(uuid.uuid4())
     state_dir = settings.state_dir or (outlast_home() / "state")
@@ -102,14 +131,21 @@ async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials) -> i
             "no edge addresses: pass --edge HOST:PORT (once per PoP) or `edge:` in config.yml; "
             f"none are remembered in {memory.path}"
         )
-    credentials_path = str(
-        settings.credentials_file or default_credentials_path(credentials.tunnel_id)
-    )
+    if isinstance(credentials, LegacyIdentity):
+        credentials_path = str(credentials.origincert)
+        verifier, legacy = "", credentials.registration()
+    else:
+        credentials_path = str(
+            settings.credentials_file or default_credentials_path(credentials.tunnel_id)
+        )
+        verifier = HAConfig.verifier_of(credentials.tunnel_secret, credentials.tunnel_id)
+        legacy = None
     log_event(
         logger,
-        "Starting tunnel",
+        "Starting legacy tunnel" if legacy else "Starting tunnel",
         event="starting",
         tunnelID=credentials.tunnel_id,
+        hostname=legacy.hostname if legacy else None,
         version=connector_version(),
         arch=connector_arch(),
         connectorId=connector_id,
@@ -126,7 +162,7 @@ async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials) -> i
     config = HAConfig(
         tunnel_id=credentials.tunnel_id,
         account_tag=credentials.account_tag,
-        verifier=HAConfig.verifier_of(credentials.tunnel_secret, credentials.tunnel_id),
+        verifier=verifier,
         connector_id=connector_id,
         credentials_path=credentials_path,
         ssl_context=edge_ssl_context(settings.edge_ca),
@@ -136,6 +172,7 @@ async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials) -> i
         dial_timeout=settings.dial_timeout,
         registration_timeout=settings.registration_timeout,
         rebalance_interval=settings.rebalance_interval,
+        legacy=legacy,
     )
     supervisor = ConnectionSupervisor(
         edges,
@@ -244,10 +281,25 @@ def _duration_option(name: str, help_text: str) -> Any:
     type=click.Path(path_type=Path, file_okay=False),
     help="Where remembered edge addresses are kept (default <home>/state).",
 )
+@click.option(
+    "--legacy",
+    is_flag=True,
+    help="Run a legacy (classic) tunnel for --hostname with cert.pem: every registration goes "
+    "through the control plane, so it cannot reconnect while the control plane is down.",
+)
+@click.option(
+    "--hostname",
+    default=None,
+    help="--legacy only: the subdomain to serve (its DNS record is made at registration).",
+)
 @click.option("--loglevel", default=None, help="debug, info, warning, error (default info).")
 def run_command(tunnel: str | None, config_path: Path | None, **options: Any) -> None:
-    """Run a named tunnel: keep HA connections to the edges and proxy visitors to the origin."""
+    """Run a named tunnel: keep HA connections to the edges and proxy visitors to the origin.
+
+    With --legacy --hostname HOST, run a legacy (classic) tunnel instead (docs/legacy.md).
+    """
     loglevel = options.pop("loglevel")
+    legacy, hostname = options.pop("legacy"), options.pop("hostname")
     try:
         config = ConfigFile.load(config_path)
         flags = {key.replace("_", "-"): value for key, value in options.items()}
@@ -265,6 +317,16 @@ def run_command(tunnel: str | None, config_path: Path | None, **options: Any) ->
             event="config_unknown_keys",
             keys=config.unknown_keys,
             file=str(config.path),
+        )
+    credentials: TunnelCredentials | LegacyIdentity
+    if legacy:
+        credentials = load_legacy(settings, hostname)
+        code = asyncio.run(run_tunnel(settings, credentials))
+        sys.exit(code)
+    if hostname:
+        raise RunError(
+            "--hostname is for legacy runs (--legacy); a named tunnel is routed once with "
+            "`outlast tunnel route dns TUNNEL HOSTNAME`"
         )
     credentials = load_credentials(settings)
     if tunnel and not _is_uuid(tunnel):

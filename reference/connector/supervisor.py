@@ -8,7 +8,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from reference import defects
 from reference.addresses import parse_hostport
+from reference.connector.legacy import legacy_permanent_message
 from reference.wire import Disconnect, RefusalCause, RegistrationResponse
 
 
@@ -114,6 +116,9 @@ def permanent_message(cause: str, tunnel_id: str, credentials: str) -> str:
             f"tunnel {tunnel_id} does not belong to the account in {credentials} (AccountTag): "
             "use the credentials file of this tunnel's account"
         )
+    legacy = legacy_permanent_message(cause, credentials)
+    if legacy is not None:
+        return legacy
     return (
         f"the edge refused tunnel {tunnel_id} permanently ({cause}); check the tunnel with "
         "`outlast tunnel info` and the credentials file, then start the connector again"
@@ -217,6 +222,8 @@ class ConnectionSupervisor:
                 ordered.index(address),
             )
 
+        if defects.enabled("connector.pinned_pops"):
+            usable = [ordered[0]]  # planted defect: the slot's home PoP, whatever happens
         choice = min(usable, key=rank)
         state.address = choice
         state.registered = False

@@ -13,12 +13,20 @@ from aiohttp import web
 from cryptography import x509
 
 from reference.controlplane import validation as v
+from reference.controlplane.broker_link import config_topic
 from reference.controlplane.connections import ConnectionView, EdgeConnection, active_clients
 from reference.controlplane.errors import ApiProblem, ErrorCode
+from reference.controlplane.legacy import (
+    LegacyDnsExpiry,
+    LegacyRegisterBody,
+    legacy_hostname,
+    refuse_other_connectors,
+)
 from reference.controlplane.models import ADMIN, Actor, Tunnel, User, Zone
 from reference.controlplane.openapi import build_openapi
 from reference.controlplane.routes import QueryParam, RouteSpec
 from reference.controlplane.store import Store
+from reference.legacy_tunnel import legacy_tunnel_id
 from reference.pki import CertAndKey, issue_certificate
 
 
@@ -129,6 +137,7 @@ class ControlPlaneApi:
         *,
         tunnel_limit: int = 1000,
         notifier: ConfigNotifier | None = None,
+        legacy_expiry: LegacyDnsExpiry | None = None,
     ) -> None:
         self.store = store
         self.view = view
@@ -136,6 +145,7 @@ class ControlPlaneApi:
         self.admin_token = admin_token
         self.tunnel_limit = tunnel_limit
         self.notifier: ConfigNotifier = notifier or _NoBroker()
+        self.legacy_expiry = legacy_expiry
 
     # ------------------------------------------------------------------ plumbing
 
@@ -466,6 +476,45 @@ class ControlPlaneApi:
         )
         self.notifier.notify()
         return Reply({"id": record.id})
+
+    # ------------------------------------------------------------------ legacy tunnels
+
+    async def register_legacy_tunnel(self, call: Call) -> Reply:
+        """An edge registers one legacy connection on behalf of the connector's API token."""
+        zone = self._zone(call)
+        body: LegacyRegisterBody = call.body
+        host = legacy_hostname(zone, body.hostname)
+        expected = legacy_tunnel_id(zone.id, host)
+        if body.tunnel_id != expected:
+            raise ApiProblem(
+                ErrorCode.INVALID_FIELDS,
+                f"tunnel_id {body.tunnel_id!r} is not the legacy tunnel of {host} in zone "
+                f"{zone.name} (expected {expected})",
+            )
+        refuse_other_connectors(self.view, expected, host, body.connector_id)
+        registration = self.store.register_legacy(
+            zone, host, call.actor, {"pop": body.pop, "connector_id": body.connector_id}
+        )
+        if self.legacy_expiry is not None:
+            self.legacy_expiry.touch(expected)
+        if registration.changed:
+            self.notifier.notify()
+        config = [
+            {"topic": config_topic(obj), "payload": obj.payload}
+            for obj in self.store.legacy_config(registration)
+        ]
+        return Reply(
+            {
+                "tunnel_id": expected,
+                "hostname": host,
+                "record": registration.record.to_api(),
+                "created": {
+                    "tunnel": registration.created_tunnel,
+                    "record": registration.created_record,
+                },
+                "config": config,
+            }
+        )
 
     # ------------------------------------------------------------------ audit
 

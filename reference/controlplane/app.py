@@ -23,6 +23,7 @@ from reference.controlplane.api import ControlPlaneApi, failure
 from reference.controlplane.broker_link import BrokerLink
 from reference.controlplane.connections import ConnectionView
 from reference.controlplane.errors import ApiProblem, ErrorCode
+from reference.controlplane.legacy import DEFAULT_LEGACY_DNS_GRACE, LegacyDnsExpiry
 from reference.controlplane.metrics import ControlPlaneMetrics
 from reference.controlplane.routes import ROUTES, V4
 from reference.controlplane.secrets_dir import load_or_create_admin_token, load_or_create_ca
@@ -145,6 +146,7 @@ class ControlPlane:
         broker: tuple[str, int] | None = None,
         tunnel_limit: int = 1000,
         broker_backoff_cap: float = 2.0,
+        legacy_dns_grace: float = DEFAULT_LEGACY_DNS_GRACE,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -152,12 +154,15 @@ class ControlPlane:
         self.broker_address = broker
         self.tunnel_limit = tunnel_limit
         self.broker_backoff_cap = broker_backoff_cap
+        self.legacy_dns_grace = legacy_dns_grace
+        self.legacy_expiry: LegacyDnsExpiry | None = None
         self.metrics = ControlPlaneMetrics()
         self.view = ConnectionView()
         self.store: Store | None = None
         self.broker: BrokerLink | None = None
         self._runner: web.AppRunner | None = None
         self._broker_task: asyncio.Task[None] | None = None
+        self._legacy_task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -173,6 +178,18 @@ class ControlPlane:
             self.broker = BrokerLink(
                 host, port, self.store, self.view, self.metrics, backoff_cap=self.broker_backoff_cap
             )
+        if self.broker is not None:
+            # Connections are only visible through the edges' snapshots (via the broker), so
+            # without a broker a legacy tunnel's record is never judged disconnected.
+            link = self.broker
+            self.legacy_expiry = LegacyDnsExpiry(
+                self.store,
+                self.view,
+                link,
+                grace=self.legacy_dns_grace,
+                broker_connected=lambda: link.connected,
+                on_expired=lambda _record: self.metrics.legacy_records_expired.inc(),
+            )
         api = ControlPlaneApi(
             self.store,
             self.view,
@@ -180,6 +197,7 @@ class ControlPlane:
             admin_token,
             tunnel_limit=self.tunnel_limit,
             notifier=self.broker,
+            legacy_expiry=self.legacy_expiry,
         )
         app = create_app(api, self.metrics, self.broker)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -192,18 +210,26 @@ class ControlPlane:
             self.port = int(sockets[0].getsockname()[1])
         if self.broker is not None:
             self._broker_task = asyncio.create_task(self.broker.run(), name="broker-link")
+        if self.legacy_expiry is not None:
+            self._legacy_task = asyncio.create_task(self.legacy_expiry.run(), name="legacy-dns")
         log_event(
             logger,
             "control plane listening",
             url=self.url,
             data_dir=str(self.data_dir),
             tunnel_limit=self.tunnel_limit,
+            legacy_dns_grace_s=self.legacy_dns_grace,
             broker=None
             if self.broker_address is None
             else f"{self.broker_address[0]}:{self.broker_address[1]}",
         )
 
     async def stop(self) -> None:
+        if self._legacy_task is not None:
+            self._legacy_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._legacy_task
+            self._legacy_task = None
         if self._broker_task is not None:
             self._broker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -217,7 +217,8 @@ class BrokerLink:
         if event not in ("registered", "unregistered"):
             self.metrics.edge_events.labels(str(event), "ignored").inc()
             return
-        tunnel = self.store.find_tunnel(str(payload.get("tunnel_id", "")))
+        tunnel_id = str(payload.get("tunnel_id", ""))
+        tunnel = self.store.find_tunnel(tunnel_id) or self.store.legacy_tunnel(tunnel_id)
         if tunnel is None or tunnel.account_id != payload.get("account_tag"):
             log_event(
                 logger,

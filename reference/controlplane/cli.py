@@ -48,6 +48,14 @@ from reference.logs import configure_logging
     show_default=True,
     help="Longest wait (s) between broker reconnect attempts.",
 )
+@click.option(
+    "--legacy-dns-grace",
+    type=click.FloatRange(min=0.0),
+    default=86_400.0,
+    show_default=True,
+    help="Seconds a legacy tunnel may have no connection anywhere before its DNS record is "
+    "removed (24 h: the provider's documented lower bound; see docs/legacy.md).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     data_dir: Path,
@@ -55,6 +63,7 @@ def serve_command(
     broker: tuple[str, int] | None,
     tunnel_limit: int,
     broker_backoff_cap: float,
+    legacy_dns_grace: float,
     log_level: str,
 ) -> None:
     """Run the control plane (REST API, SQLite, CA, config publisher) in the foreground."""
@@ -68,6 +77,7 @@ def serve_command(
         broker=broker,
         tunnel_limit=tunnel_limit,
         broker_backoff_cap=broker_backoff_cap,
+        legacy_dns_grace=legacy_dns_grace,
     )
     asyncio.run(serve_forever(control_plane))
 

@@ -25,6 +25,8 @@ class ErrorCode(IntEnum):
     USER_NOT_FOUND = 1015
     ACCOUNT_NOT_FOUND = 1016
     INVALID_QUERY = 1017
+    LEGACY_APEX = 1018
+    TUNNEL_ALREADY_ACTIVE = 1019
     NO_ROUTE = 7000
     METHOD_NOT_ALLOWED = 7001
     FORBIDDEN = 10000
@@ -53,6 +55,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.USER_NOT_FOUND: 404,
     ErrorCode.ACCOUNT_NOT_FOUND: 404,
     ErrorCode.INVALID_QUERY: 400,
+    ErrorCode.LEGACY_APEX: 400,
+    ErrorCode.TUNNEL_ALREADY_ACTIVE: 409,
     ErrorCode.NO_ROUTE: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.FORBIDDEN: 403,

@@ -53,6 +53,11 @@ class ControlPlaneMetrics:
             ["event", "outcome"],
             registry=self.registry,
         )
+        self.legacy_records_expired = Counter(
+            "outlast_controlplane_legacy_records_expired",
+            "Legacy tunnels' DNS records removed after the legacy DNS grace period.",
+            registry=self.registry,
+        )
         self.active_connections = Gauge(
             "outlast_controlplane_active_connections",
             "Connector connections currently reported by the edges' snapshots.",

@@ -73,6 +73,22 @@ class Tunnel:
 
 
 @dataclass(frozen=True)
+class LegacyTunnel:
+    """A legacy ("classic") tunnel: one per zone and hostname, created by its first registration
+    (id from ``reference.legacy_tunnel.legacy_tunnel_id``). It has no secret a user holds: every
+    registration presents the account's API token instead (see docs/legacy.md)."""
+
+    id: str
+    account_id: str
+    zone_id: str
+    hostname: str
+    verifier: str = field(repr=False)
+    created_at: str
+    registered_at: str
+    version: int
+
+
+@dataclass(frozen=True)
 class DnsRecord:
     id: str
     zone_id: str

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reference.controlplane import validation as v
+from reference.controlplane.legacy import LegacyRegisterBody
 
 Auth = Literal["user", "admin", "none"]
 V4 = "/client/v4"
@@ -177,6 +178,15 @@ ROUTES: tuple[RouteSpec, ...] = (
         "delete_record",
         "Delete a DNS record.",
         tag="dns",
+    ),
+    RouteSpec(
+        "POST",
+        ZONE + "/legacy_tunnels",
+        "register_legacy_tunnel",
+        "Legacy (classic) registration, called by an edge with the user's API token for every "
+        "legacy connection: finds or creates the hostname's legacy tunnel and its CNAME.",
+        body=LegacyRegisterBody,
+        tag="legacy",
     ),
     RouteSpec(
         "GET",

@@ -20,19 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reference import defects
 from reference.config_topics import TUNNEL_SUFFIX, tunnel_target
 from reference.controlplane.errors import ApiProblem, ErrorCode
 from reference.controlplane.models import (
     ADMIN,
+    SYSTEM,
     Account,
     Actor,
     AuditEntry,
     DnsRecord,
+    LegacyTunnel,
     Tunnel,
     User,
     Zone,
     utc_now,
 )
+from reference.legacy_tunnel import legacy_tunnel_id
 from reference.tunnel_auth import derive_verifier
 
 SCHEMA = """
@@ -68,6 +72,10 @@ CREATE TABLE IF NOT EXISTS audit_logs (
     actor_id TEXT NOT NULL, actor_email TEXT NOT NULL, resource_type TEXT NOT NULL,
     resource_id TEXT NOT NULL, metadata TEXT NOT NULL, dedupe_key TEXT UNIQUE);
 CREATE INDEX IF NOT EXISTS audit_by_account ON audit_logs (account_id, seq);
+CREATE TABLE IF NOT EXISTS legacy_tunnels (
+    id TEXT PRIMARY KEY, account_id TEXT NOT NULL, zone_id TEXT NOT NULL, hostname TEXT NOT NULL,
+    verifier TEXT NOT NULL, created_at TEXT NOT NULL, registered_at TEXT NOT NULL,
+    version INTEGER NOT NULL, UNIQUE (zone_id, hostname));
 """
 
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
@@ -118,6 +126,20 @@ class Page:
             "count": len(self.items),
             "total_count": self.total_count,
         }
+
+
+@dataclass(frozen=True)
+class LegacyRegistration:
+    """What a legacy registration found or created: the tunnel and its DNS record."""
+
+    tunnel: LegacyTunnel
+    record: DnsRecord
+    created_tunnel: bool
+    created_record: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.created_tunnel or self.created_record
 
 
 @dataclass(frozen=True)
@@ -275,6 +297,11 @@ class Store:
         rolled = self._db.execute(
             "SELECT * FROM rolled_tokens WHERE token_hash = ?", (digest,)
         ).fetchone()
+        if rolled is not None and defects.enabled("controlplane.keep_rolled_token"):
+            row = self._db.execute(
+                "SELECT * FROM users WHERE id = ?", (rolled["user_id"],)
+            ).fetchone()  # planted defect: the rolled token still works
+            return User(id=row["id"], email=row["email"], token_issued_at=row["token_issued_at"])
         if rolled is not None:
             raise ApiProblem(
                 ErrorCode.TOKEN_ROLLED,
@@ -858,24 +885,199 @@ class Store:
                 )
             )
         for row in self._db.execute(f"{self._RECORD_SELECT} WHERE r.version > ?", (version,)):
-            record = self._record_from_row(row)
-            objects.append(
-                ConfigObject(
-                    record.version,
-                    "dns",
-                    {
-                        "version": record.version,
-                        "record_id": record.id,
-                        "zone_id": record.zone_id,
-                        "zone_name": record.zone_name,
-                        "type": record.type,
-                        "name": record.name,
-                        "content": record.content,
-                        "tunnel_id": record.tunnel_id,
-                        "proxied": record.proxied,
-                        "deleted": record.deleted,
-                    },
-                )
-            )
+            objects.append(self._record_object(self._record_from_row(row)))
+        for row in self._db.execute("SELECT * FROM legacy_tunnels WHERE version > ?", (version,)):
+            objects.append(self._legacy_object(self._legacy_from_row(row)))
         objects.sort(key=lambda o: o.version)
         return objects
+
+    @staticmethod
+    def _record_object(record: DnsRecord) -> ConfigObject:
+        return ConfigObject(
+            record.version,
+            "dns",
+            {
+                "version": record.version,
+                "record_id": record.id,
+                "zone_id": record.zone_id,
+                "zone_name": record.zone_name,
+                "type": record.type,
+                "name": record.name,
+                "content": record.content,
+                "tunnel_id": record.tunnel_id,
+                "proxied": record.proxied,
+                "deleted": record.deleted,
+            },
+        )
+
+    @staticmethod
+    def _legacy_object(tunnel: LegacyTunnel) -> ConfigObject:
+        """A legacy tunnel on the tunnel topic: ``kind: legacy`` and its ``hostname``; the
+        verifier is random (no user holds a secret), so no named registration can match it."""
+        return ConfigObject(
+            tunnel.version,
+            "tunnel",
+            {
+                "version": tunnel.version,
+                "tunnel_id": tunnel.id,
+                "account_tag": tunnel.account_id,
+                "name": tunnel.hostname,
+                "verifier": tunnel.verifier,
+                "deleted": False,
+                "updated_at": tunnel.created_at,
+                "kind": "legacy",
+                "hostname": tunnel.hostname,
+            },
+        )
+
+    # ------------------------------------------------------------------ legacy tunnels
+
+    @staticmethod
+    def _legacy_from_row(row: sqlite3.Row) -> LegacyTunnel:
+        return LegacyTunnel(
+            id=row["id"],
+            account_id=row["account_id"],
+            zone_id=row["zone_id"],
+            hostname=row["hostname"],
+            verifier=row["verifier"],
+            created_at=row["created_at"],
+            registered_at=row["registered_at"],
+            version=row["version"],
+        )
+
+    def legacy_tunnel(self, tunnel_id: str) -> LegacyTunnel | None:
+        row = self._db.execute("SELECT * FROM legacy_tunnels WHERE id = ?", (tunnel_id,)).fetchone()
+        return self._legacy_from_row(row) if row else None
+
+    def register_legacy(
+        self, zone: Zone, hostname: str, actor: Actor, metadata: dict[str, Any]
+    ) -> LegacyRegistration:
+        """Find or create the legacy tunnel of ``hostname`` and its CNAME, in one transaction.
+
+        The caller has checked the hostname (in the zone, not the apex). An A, AAAA or CNAME
+        record at the name that does not route to this legacy tunnel is a conflict: a legacy
+        registration never replaces a record someone made.
+        """
+        tunnel_id = legacy_tunnel_id(zone.id, hostname)
+        with self._tx() as db:
+            now = utc_now()
+            row = db.execute("SELECT * FROM legacy_tunnels WHERE id = ?", (tunnel_id,)).fetchone()
+            created_tunnel = row is None
+            if created_tunnel:
+                db.execute(
+                    "INSERT INTO legacy_tunnels (id, account_id, zone_id, hostname, verifier, "
+                    "created_at, registered_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tunnel_id,
+                        zone.account_id,
+                        zone.id,
+                        hostname,
+                        secrets.token_hex(32),
+                        now,
+                        now,
+                        self._next_version(db),
+                    ),
+                )
+                self._audit(
+                    db,
+                    zone.account_id,
+                    "Create tunnel",
+                    actor,
+                    "tunnel",
+                    tunnel_id,
+                    {"name": hostname, "legacy": True, **metadata},
+                )
+            else:
+                db.execute(
+                    "UPDATE legacy_tunnels SET registered_at = ? WHERE id = ?", (now, tunnel_id)
+                )
+            existing = [
+                r for r in self._live_records(db, zone.id, hostname) if r.type in ADDRESS_TYPES
+            ]
+            created_record = False
+            if len(existing) == 1 and existing[0].routes_to(tunnel_id):
+                record = existing[0]
+            elif existing:
+                kinds = ", ".join(f"{r.type} {r.content}" for r in existing)
+                raise ApiProblem(
+                    ErrorCode.RECORD_EXISTS,
+                    f"An A, AAAA or CNAME record with that host already exists ({hostname}: "
+                    f"{kinds}); a legacy tunnel never replaces DNS records: delete that record, "
+                    "choose another --hostname, or run a named tunnel and route it with "
+                    "`outlast tunnel route dns --overwrite-dns`",
+                )
+            else:
+                target = tunnel_target(tunnel_id)
+                record = self._insert_record(
+                    db, zone, "CNAME", hostname, target, True, 1, tunnel_id
+                )
+                created_record = True
+                self._audit(
+                    db,
+                    zone.account_id,
+                    "CNAME add",
+                    actor,
+                    "dns_record",
+                    record.id,
+                    {"name": hostname, "content": target, "tunnel_id": tunnel_id, "legacy": True},
+                )
+            tunnel_row = db.execute(
+                "SELECT * FROM legacy_tunnels WHERE id = ?", (tunnel_id,)
+            ).fetchone()
+            return LegacyRegistration(
+                self._legacy_from_row(tunnel_row), record, created_tunnel, created_record
+            )
+
+    def legacy_config(self, registration: LegacyRegistration) -> list[ConfigObject]:
+        """The configuration payloads of a registration (what the edge routes by)."""
+        return [
+            self._legacy_object(registration.tunnel),
+            self._record_object(registration.record),
+        ]
+
+    def legacy_records(self) -> list[tuple[LegacyTunnel, DnsRecord]]:
+        """Every legacy tunnel that has a live DNS record routing to it, with the record."""
+        rows = self._db.execute(
+            f"{self._RECORD_SELECT} JOIN legacy_tunnels l ON l.id = r.tunnel_id "
+            "WHERE r.deleted = 0 ORDER BY r.name"
+        ).fetchall()
+        found = []
+        for row in rows:
+            record = self._record_from_row(row)
+            tunnel = self.legacy_tunnel(str(record.tunnel_id))
+            if tunnel is not None:
+                found.append((tunnel, record))
+        return found
+
+    def expire_legacy_record(
+        self, tunnel: LegacyTunnel, record_id: str, reason: str
+    ) -> DnsRecord | None:
+        """Delete the legacy tunnel's record (a tombstone is published); None if it is gone."""
+        with self._tx() as db:
+            row = db.execute(
+                f"{self._RECORD_SELECT} WHERE r.id = ? AND r.deleted = 0 AND r.tunnel_id = ?",
+                (record_id, tunnel.id),
+            ).fetchone()
+            if row is None:
+                return None
+            record = self._record_from_row(row)
+            db.execute(
+                "UPDATE dns_records SET deleted = 1, modified_at = ?, version = ? WHERE id = ?",
+                (utc_now(), self._next_version(db), record.id),
+            )
+            self._audit(
+                db,
+                tunnel.account_id,
+                "DNS record delete",
+                SYSTEM,
+                "dns_record",
+                record.id,
+                {
+                    "name": record.name,
+                    "type": record.type,
+                    "content": record.content,
+                    "legacy": True,
+                    "reason": reason,
+                },
+            )
+            return record

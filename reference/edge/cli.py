@@ -84,6 +84,20 @@ Address = tuple[str, int]
     show_default=True,
     help="Retry hint (s) sent to a connector whose tunnel is not in the cache yet.",
 )
+@click.option(
+    "--api",
+    type=HostPort(),
+    default=None,
+    help="Control plane API HOST:PORT, called synchronously for legacy (classic) registrations "
+    "only; without it legacy registrations are refused. Named tunnels never use it.",
+)
+@click.option(
+    "--legacy-api-timeout",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds to wait for the control plane on a legacy registration.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     pop: str,
@@ -98,6 +112,8 @@ def serve_command(
     heartbeat_interval: float,
     heartbeat_timeout: float,
     unknown_tunnel_retry_after: float,
+    api: Address | None,
+    legacy_api_timeout: float,
     log_level: str,
 ) -> None:
     """Run an edge PoP: authenticates tunnel registrations from its local configuration cache,
@@ -119,6 +135,8 @@ def serve_command(
         metrics_listen=metrics_listen,
         heartbeat=heartbeat,
         unknown_tunnel_retry_after=unknown_tunnel_retry_after,
+        api=api,
+        legacy_api_timeout=legacy_api_timeout,
     )
     try:
         asyncio.run(_run(config))

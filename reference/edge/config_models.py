@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -42,6 +43,10 @@ class TunnelConfig(_Payload):
     name: str = ""
     verifier: str = Field(default="", repr=False)
     updated_at: str | None = None
+    #: ``legacy`` for a legacy (classic) tunnel: it registers through the control plane with
+    #: the account's API token, never with a tunnel secret (docs/legacy.md).
+    kind: Literal["named", "legacy"] = "named"
+    hostname: str = ""
 
     @field_validator("tunnel_id")
     @classmethod

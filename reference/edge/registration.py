@@ -15,8 +15,12 @@ reason                    should_retry    when
 ``account_mismatch``      no              the tunnel belongs to another account
 ``invalid_secret``        no              the proof does not answer this nonce
 ``bad_request``           no              malformed tunnel id
-``legacy_unsupported``    no              legacy registrations are not handled by this edge
+``legacy_unsupported``    no              legacy registration at an edge without ``--api``
+``legacy_tunnel``         no              named registration for a legacy tunnel's id
 ========================  ==============  ================================================
+
+Legacy registrations at an edge started with ``--api`` never reach this function: they are
+decided by the control plane (``reference.edge.legacy_registration``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER = 2.0
 LEGACY_UNSUPPORTED_CAUSE = (
     "legacy registration is not supported by this edge: run the tunnel as a named tunnel "
     "(outlast tunnel create, then outlast tunnel run)"
+)
+LEGACY_TUNNEL_CAUSE = (
+    "unauthorized: this is a legacy tunnel; it registers with the origin certificate "
+    "(outlast tunnel run --legacy --hostname HOST), never with a tunnel secret"
 )
 
 
@@ -92,6 +100,8 @@ def decide_registration(
         return RegistrationDecision.refuse(
             "tunnel_deleted", RefusalCause.TUNNEL_DELETED, should_retry=False
         )
+    if tunnel.kind == "legacy":
+        return RegistrationDecision.refuse("legacy_tunnel", LEGACY_TUNNEL_CAUSE, should_retry=False)
     if request.account_tag != tunnel.account_tag:
         return RegistrationDecision.refuse(
             "account_mismatch", RefusalCause.ACCOUNT_MISMATCH, should_retry=False

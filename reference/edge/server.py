@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import ssl
 import uuid
@@ -24,8 +25,17 @@ from reference.edge.connections import ConnectionRegistry, LiveConnection, utc_n
 from reference.edge.dns_answers import DnsIdentity
 from reference.edge.dns_server import DnsServer
 from reference.edge.health import Readiness, health_application, health_routes
+from reference.edge.legacy_registration import (
+    DEFAULT_LEGACY_API_TIMEOUT,
+    LegacyRegistrar,
+    unavailable,
+)
 from reference.edge.metrics import EdgeMetrics
-from reference.edge.registration import DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER, decide_registration
+from reference.edge.registration import (
+    DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER,
+    RegistrationDecision,
+    decide_registration,
+)
 from reference.edge.visitor import VisitorProxy, VisitorSettings
 from reference.logs import log_event
 from reference.wire import (
@@ -60,6 +70,10 @@ class EdgeConfig:
     registration_timeout: float = 10.0
     visitor: VisitorSettings = field(default_factory=VisitorSettings)
     shutdown_timeout: float = 3.0
+    #: The control plane API (through the ``edge-<pop>-api`` link), for legacy registrations
+    #: only; without it legacy registrations are refused permanently.
+    api: Address | None = None
+    legacy_api_timeout: float = DEFAULT_LEGACY_API_TIMEOUT
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -95,6 +109,7 @@ class EdgeServer:
         self.persister: CachePersister | None = None
         self.sync: ConfigSync | None = None
         self.metrics: EdgeMetrics | None = None
+        self.legacy: LegacyRegistrar | None = None
         self.tunnel_port = config.tunnel_listen[1]
         self.visitor_port = config.visitor_listen[1]
         self.dns_port = config.dns_listen[1]
@@ -134,6 +149,15 @@ class EdgeServer:
             broker_connected=lambda: sync.connected,
         )
         self.metrics = metrics
+        if cfg.api is not None:
+            self.legacy = await self._stack.enter_async_context(
+                LegacyRegistrar(
+                    cfg.api,
+                    self.pop,
+                    timeout=cfg.legacy_api_timeout,
+                    on_call=lambda kind: metrics.control_plane_calls.labels(kind=kind).inc(),
+                )
+            )
         self.connections.on_change(sync.snapshot_changed)
         sync_task = asyncio.create_task(sync.run(), name="edge-config-sync")
         self._stack.push_async_callback(self._stop_sync, sync_task)
@@ -193,6 +217,7 @@ class EdgeServer:
                 f"{cfg.metrics_listen[0]}:{self.metrics_port}" if cfg.metrics_listen else None
             ),
             broker=f"{cfg.broker[0]}:{cfg.broker[1]}",
+            api=f"{cfg.api[0]}:{cfg.api[1]}" if cfg.api else None,
             config_version=self.cache.version,
         )
 
@@ -311,12 +336,28 @@ class EdgeServer:
             return RegistrationResponse.refusal(
                 RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
             )
-        decision = decide_registration(
-            self.cache,
-            request,
-            nonce,
-            unknown_tunnel_retry_after=self.config.unknown_tunnel_retry_after,
-        )
+        if defects.enabled("edge.registration_needs_broker") and not (
+            self.sync is not None and self.sync.connected
+        ):  # planted defect: the broker on the data path
+            return RegistrationResponse.refusal(
+                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
+            )
+        if request.legacy is not None and self.legacy is not None:
+            decision = await self._decide_legacy(request)
+        else:
+            decision = decide_registration(
+                self.cache,
+                request,
+                nonce,
+                unknown_tunnel_retry_after=self.config.unknown_tunnel_retry_after,
+            )
+            if (
+                decision.accepted
+                and self.legacy is not None
+                and defects.enabled("edge.named_calls_control_plane")
+                and not await self.legacy.confirm_named()
+            ):
+                decision = unavailable()  # planted defect: named registration needs the API
         if not decision.accepted:
             self._count_registration("failed", decision.reason)
             log_event(
@@ -336,6 +377,34 @@ class EdgeServer:
             )
         self._count_registration("ok", "ok")
         return RegistrationResponse.success(str(uuid.uuid4()), self.pop)
+
+    async def _decide_legacy(self, request: RegistrationRequest) -> RegistrationDecision:
+        """Ask the control plane (synchronously); on success apply the tunnel and DNS record it
+        returns, so this edge routes the hostname at once (other edges get them over MQTT)."""
+        assert self.legacy is not None and request.legacy is not None
+        outcome = await self.legacy.register(request)
+        decision = outcome.decision
+        if decision.reason == "control_plane_unavailable":
+            log_event(
+                logger,
+                "legacy registration: control plane unavailable",
+                logging.WARNING,
+                tunnel_id=request.tunnel_id,
+                hostname=request.legacy.hostname,
+                error=self.legacy.last_error,
+                location=self.pop,
+            )
+            cached = self.cache.tunnel(request.tunnel_id)
+            if (
+                defects.enabled("edge.legacy_from_cache")
+                and cached is not None
+                and cached.kind == "legacy"
+                and not cached.deleted
+            ):
+                return RegistrationDecision.accept()
+        for topic, payload in outcome.config:
+            self._on_config_payload(topic, json.dumps(payload).encode())
+        return decision
 
     def _count_registration(self, result: str, reason: str) -> None:
         if self.metrics is not None:

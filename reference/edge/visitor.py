@@ -21,10 +21,11 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import WSMsgType, web
 
+from reference import defects
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_models import normalize_name
 from reference.edge.connections import ConnectionRegistry, LiveConnection
@@ -130,6 +131,8 @@ class VisitorProxy:
         self.connections = connections
         self.metrics = metrics
         self.settings = settings or VisitorSettings()
+        if defects.enabled("edge.short_response_timeout"):
+            self.settings = replace(self.settings, response_timeout=0.5)  # planted defect
         self.local_routes = local_routes or {}
 
     def application(self) -> web.Application:

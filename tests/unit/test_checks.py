@@ -58,10 +58,13 @@ def test_all_builtin_checks_are_registered() -> None:
         "availability",
         "control_plane_independent",
         "dns_unchanged",
+        "failover_within",
         "ha_restored",
+        "latency",
         "no_corruption",
         "no_misroute",
         "reconnect_within",
+        "tunnel_revoked",
     ]
     with pytest.raises(UnknownCheckError, match='did you mean "ha_restored"'):
         run_check(good_run().history(), "ha_restord")

@@ -45,8 +45,8 @@ KNOWN_FAULTS = (
     "pop_outage, kill, pause, restart, stop"
 )
 KNOWN_CHECKS = (
-    "auth_errors, availability, control_plane_independent, dns_unchanged, ha_restored, "
-    "no_corruption, no_misroute, reconnect_within"
+    "auth_errors, availability, control_plane_independent, dns_unchanged, failover_within, "
+    "ha_restored, latency, no_corruption, no_misroute, reconnect_within, tunnel_revoked"
 )
 CLOCK_HINT = "needs clock.start (add: clock: {start: 2020-04-15T15:00:00Z})"
 MALFORMED: dict[str, list[tuple[int, str, str]]] = {
@@ -317,5 +317,5 @@ checks:
         'x.yaml:5: timeline[0].params.stream: invalid value "up" '
         "(expected one of: upstream, downstream, both)",
         'x.yaml:7: checks[0].params.window: invalid value "durin" '
-        "(expected one of: overall, during_fault, outside_fault)",
+        "(expected one of: overall, during_fault, outside_fault, between)",
     ]

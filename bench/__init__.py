@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts, never as tests) and their pure helpers."""

@@ -1,0 +1,134 @@
+"""The catalogue page of a multi-scenario ``outlast run``: one SLA table across the scenarios.
+
+``outlast run scenarios/`` writes ``<report-dir>/catalogue-<timestamp>.md`` and ``.html``: per
+scenario its verdict, availability, error budget consumed (against the scenario's SLO), worst
+time to recover, what it proves (the first sentence of its description), the checks that did
+not pass, and a link to its own report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from harness.report.run_dir import REPORT_HTML, RunReport
+from harness.report.tables import SLA_COLUMNS, markdown_table, sla_row
+from harness.scenario import Scenario
+from reference.files import atomic_write
+
+COLUMNS = (*SLA_COLUMNS, "report")
+NOTE = (
+    "Availability counts every visitor request of the run, also those a scenario breaks on "
+    "purpose (a revoked tunnel must refuse visitors); the checks decide the verdict."
+)
+
+
+def _link(report_dir: Path, report: RunReport) -> str:
+    return Path(os.path.relpath(report.run_dir / REPORT_HTML, report_dir)).as_posix()
+
+
+def _not_passed(summary: dict[str, Any]) -> list[str]:
+    return [
+        f"{c['name']} ({'failed' if c['passed'] is False else 'undecided'}): {c['detail']}"
+        for c in summary.get("checks", [])
+        if c["passed"] is not True
+    ]
+
+
+def _proves(scenarios: dict[str, Scenario], summary: dict[str, Any]) -> str:
+    scenario = scenarios.get(str(summary.get("scenario")))
+    return scenario.summary if scenario is not None else ""
+
+
+def _headline(reports: Sequence[RunReport]) -> str:
+    verdicts: list[str] = [r.verdict for r in reports]
+    counts = ", ".join(
+        f"{verdicts.count(v)} {word}"
+        for v, word in (("pass", "passed"), ("fail", "failed"), ("unknown", "undecided"))
+        if verdicts.count(v)
+    )
+    return f"{len(reports)} scenarios: {counts}."
+
+
+def catalogue_markdown(
+    reports: Sequence[RunReport], report_dir: Path, scenarios: Sequence[Scenario], when: str
+) -> str:
+    """The catalogue page as Markdown."""
+    by_name = {s.name: s for s in scenarios}
+    rows = [[*sla_row(r.summary), f"[report]({_link(report_dir, r)})"] for r in reports]
+    lines = [f"# Catalogue run {when}", "", _headline(reports), "", NOTE, ""]
+    lines.append(markdown_table(COLUMNS, rows))
+    lines += ["## What each scenario proves", ""]
+    for report in reports:
+        summary = report.summary
+        lines.append(
+            f"- **{summary['scenario']}** ({summary['verdict']}): {_proves(by_name, summary)}"
+        )
+        lines += [f"  - {problem}" for problem in _not_passed(summary)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:80em;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em}
+th{background:#f3f3f3;text-align:left}td.pass{color:#176f2c;font-weight:bold}
+td.fail{color:#b00020;font-weight:bold}td.unknown{color:#8a6d00;font-weight:bold}
+li{margin:.3em 0}.note{color:#555}
+"""
+
+
+def catalogue_html(
+    reports: Sequence[RunReport], report_dir: Path, scenarios: Sequence[Scenario], when: str
+) -> str:
+    """The catalogue page as a self-contained HTML document."""
+    by_name = {s.name: s for s in scenarios}
+    head = "".join(f"<th>{escape(h)}</th>" for h in COLUMNS)
+    body = []
+    for report in reports:
+        cells = sla_row(report.summary)
+        tds = "".join(
+            f'<td class="{escape(c)}">{escape(c)}</td>' if i == 1 else f"<td>{escape(c)}</td>"
+            for i, c in enumerate(cells)
+        )
+        link = escape(_link(report_dir, report))
+        body.append(f'<tr>{tds}<td><a href="{link}">report</a></td></tr>')
+    items = []
+    for report in reports:
+        summary = report.summary
+        problems = "".join(f"<li>{escape(p)}</li>" for p in _not_passed(summary))
+        items.append(
+            f"<li><b>{escape(str(summary['scenario']))}</b> ({escape(summary['verdict'])}): "
+            f"{escape(_proves(by_name, summary))}"
+            + (f"<ul>{problems}</ul>" if problems else "")
+            + "</li>"
+        )
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>Outlast catalogue run {escape(when)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>Catalogue run {escape(when)}</h1><p>{escape(_headline(reports))}</p>"
+        f'<p class="note">{escape(NOTE)}</p>'
+        f'<table class="sla"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f"<h2>What each scenario proves</h2><ul>{''.join(items)}</ul></body></html>\n"
+    )
+
+
+def write_catalogue(
+    report_dir: Path,
+    reports: Sequence[RunReport],
+    scenarios: Sequence[Scenario],
+    now: datetime | None = None,
+) -> tuple[Path, Path]:
+    """Write ``catalogue-<timestamp>.md`` and ``.html`` into ``report_dir``; return both."""
+    now = now or datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    when = now.strftime("%Y-%m-%d %H:%M:%S UTC")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    md = report_dir / f"catalogue-{stamp}.md"
+    html = report_dir / f"catalogue-{stamp}.html"
+    atomic_write(md, catalogue_markdown(reports, report_dir, scenarios, when).encode(), mode=0o644)
+    atomic_write(html, catalogue_html(reports, report_dir, scenarios, when).encode(), mode=0o644)
+    return md, html
