@@ -18,21 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from harness.explore.invariants import default_invariants
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.faults import FAULT_SPECS, FaultKind, FaultSpec
-from harness.scenario.loader import ScenarioError, ScenarioIssue, format_field
+from harness.scenario.loader import ScenarioError, ScenarioIssue, format_field, parse_located
 from harness.scenario.schema import (
     SCENARIO_NAME_PATTERN,
     CheckSpec,
     StackSpec,
+    StrictModel,
     TrafficMix,
     TrafficSpec,
+    custom_error,
+    raise_errors,
 )
-from harness.scenario.yaml_positions import PositionedYaml, load_positioned
 
 DEFAULT_ENVELOPE = "default_envelope.yaml"
 
@@ -57,27 +59,12 @@ class EnvelopeError(ScenarioError):
     """An envelope file is invalid; ``issues`` lists every problem, located."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
-    )
-
-
-def _error(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> InitErrorDetails:
-    return {"type": PydanticCustomError(kind, message), "loc": loc, "input": value}
-
-
-def _raise(title: str, errors: list[InitErrorDetails]) -> None:
-    if errors:
-        raise ValidationError.from_exception_data(title, errors)
-
-
 def _as_pair(value: Any) -> Any:
     """``5s`` -> ``[5s, 5s]``; a two-item list stays; anything else is left to validation."""
     return [value, value] if isinstance(value, str | int | float) else value
 
 
-class FaultRule(_Model):
+class FaultRule(StrictModel):
     """One fault kind the envelope allows: targets (globs), duration range, parameter choices."""
 
     fault: FaultKind
@@ -112,7 +99,7 @@ class FaultRule(_Model):
         errors: list[InitErrorDetails] = []
         if self.fault in PERSISTENT_FAULTS:
             errors.append(
-                _error(
+                custom_error(
                     ("fault",),
                     "persistent",
                     f"{self.fault} cannot be explored: {PERSISTENT_FAULTS[self.fault]}, and "
@@ -123,23 +110,23 @@ class FaultRule(_Model):
             )
         if spec.duration == "forbidden" and self.duration is not None:
             message = f'{self.fault} is instantaneous; remove "for"'
-            errors.append(_error(("for",), "for_forbidden", message, self.duration))
+            errors.append(custom_error(("for",), "for_forbidden", message, self.duration))
         if spec.duration != "forbidden" and self.duration is None:
             message = f'{self.fault} needs "for": [shortest, longest], e.g. [2s, 20s]'
-            errors.append(_error(("for",), "for_required", message, None))
+            errors.append(custom_error(("for",), "for_required", message, None))
         if self.duration is not None:
             low, high = self.duration
             if low <= 0 or high < low:
                 message = '"for" must be [shortest, longest] with 0 < shortest <= longest'
-                errors.append(_error(("for",), "for_range", message, list(self.duration)))
+                errors.append(custom_error(("for",), "for_range", message, list(self.duration)))
         if spec.target == "none" and self.targets is not None:
             message = f"{self.fault} takes no target; remove targets"
-            errors.append(_error(("targets",), "target_forbidden", message, self.targets))
+            errors.append(custom_error(("targets",), "target_forbidden", message, self.targets))
         if spec.target != "none" and not self.targets:
             message = f'{self.fault} needs targets: globs of {spec.target} names, e.g. ["conn-*"]'
-            errors.append(_error(("targets",), "target_required", message, None))
+            errors.append(custom_error(("targets",), "target_required", message, None))
         errors += self._param_errors(spec)
-        _raise("FaultRule", errors)
+        raise_errors("FaultRule", errors)
         return self
 
     def _param_errors(self, spec: FaultSpec) -> list[InitErrorDetails]:
@@ -153,12 +140,12 @@ class FaultRule(_Model):
                 hint = f'did you mean "{close[0]}"? ' if close else ""
                 allowed = f"{self.fault} takes: {', '.join(known)}" if known else "none allowed"
                 message = f"unknown parameter ({hint}{allowed})"
-                errors.append(_error(("params", key), "extra_forbidden", message, value))
+                errors.append(custom_error(("params", key), "extra_forbidden", message, value))
                 continue
             items = list(value) if isinstance(value, list | tuple) else [value]
             if not items:
                 message = "give one value or a non-empty list of values"
-                errors.append(_error(("params", key), "empty", message, value))
+                errors.append(custom_error(("params", key), "empty", message, value))
                 continue
             choices[key] = items
         if errors:
@@ -168,7 +155,7 @@ class FaultRule(_Model):
             model.model_validate(base)
         except ValidationError as exc:
             return [
-                _error(("params", *e["loc"]), e["type"], e["msg"], e.get("input"))
+                custom_error(("params", *e["loc"]), e["type"], e["msg"], e.get("input"))
                 for e in exc.errors(include_url=False)
             ]
         for key, items in choices.items():
@@ -180,7 +167,7 @@ class FaultRule(_Model):
                         loc: tuple[str | int, ...] = ("params", key)
                         if isinstance(self.params[key], list | tuple):
                             loc = (*loc, index)
-                        errors.append(_error(loc, e["type"], e["msg"], item))
+                        errors.append(custom_error(loc, e["type"], e["msg"], item))
         return errors
 
     @property
@@ -209,7 +196,7 @@ class FaultRule(_Model):
         return tuple(t for t in known if any(fnmatch.fnmatchcase(t, p) for p in patterns))
 
 
-class Envelope(_Model):
+class Envelope(StrictModel):
     """Everything ``outlast explore`` may vary, and what must hold (see module docstring)."""
 
     name: str = Field(default="custom", pattern=SCENARIO_NAME_PATTERN)
@@ -247,7 +234,7 @@ class Envelope(_Model):
         low, high = self.faults_per_schedule
         if low < 1 or high < low:
             errors.append(
-                _error(
+                custom_error(
                     ("faults_per_schedule",),
                     "range",
                     "give [fewest, most] with 1 <= fewest <= most",
@@ -257,7 +244,7 @@ class Envelope(_Model):
         horizon_steps = math.floor(self.horizon / self.step + 1e-9)
         if horizon_steps < 1:
             message = f"horizon ({format_duration(self.horizon)}) is shorter than step"
-            errors.append(_error(("horizon",), "horizon", message, self.horizon))
+            errors.append(custom_error(("horizon",), "horizon", message, self.horizon))
         for i, rule in enumerate(self.faults):
             kind = rule.spec.target
             if kind != "none":
@@ -265,7 +252,7 @@ class Envelope(_Model):
                 for j, pattern in enumerate(rule.targets or ()):
                     if not any(fnmatch.fnmatchcase(t, pattern) for t in known):
                         errors.append(
-                            _error(
+                            custom_error(
                                 ("faults", i, "targets", j),
                                 "target",
                                 f'"{pattern}" matches no {kind} of the stack '
@@ -277,7 +264,7 @@ class Envelope(_Model):
                 shortest, longest = self.duration_steps(rule)
                 if shortest > longest or shortest < 1:
                     errors.append(
-                        _error(
+                        custom_error(
                             ("faults", i, "for"),
                             "for_range",
                             f"no multiple of step ({format_duration(self.step)}) between "
@@ -294,7 +281,7 @@ class Envelope(_Model):
                     isinstance(value, int | float) and value > self.settle
                 ):
                     errors.append(
-                        _error(
+                        custom_error(
                             ("checks", i, "params", key),
                             "settle",
                             f"{check.name} {key} ({format_duration(value)}) is longer than "
@@ -303,7 +290,7 @@ class Envelope(_Model):
                             value,
                         )
                     )
-        _raise("Envelope", errors)
+        raise_errors("Envelope", errors)
         return self
 
     # -- derived ---------------------------------------------------------------------------------
@@ -383,42 +370,16 @@ def _message(error: Mapping[str, Any], path: tuple[str | int, ...]) -> str:
     return message
 
 
-def _issues(error: ValidationError, positioned: PositionedYaml, file: str) -> list[ScenarioIssue]:
-    issues: list[ScenarioIssue] = []
-    for item in error.errors(include_url=False):
-        path = positioned.resolve(tuple(item["loc"]))
-        issue = ScenarioIssue(
-            file, positioned.line_of(path), format_field(path), _message(item, path)
-        )
-        if issue not in issues:
-            issues.append(issue)
-    return sorted(issues, key=lambda i: (i.line, i.field))
-
-
 def parse_envelope(text: str, source: str = "<envelope>") -> Envelope:
     """Validate envelope YAML ``text``; ``source`` names it in errors (:class:`EnvelopeError`)."""
-    try:
-        positioned = load_positioned(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise EnvelopeError([ScenarioIssue(source, line, "", f"YAML syntax: {problem}")]) from None
-    if positioned.issues:
-        raise EnvelopeError(
-            [
-                ScenarioIssue(source, i.line, format_field(i.path), i.message)
-                for i in positioned.issues
-            ]
-        )
-    if not isinstance(positioned.data, dict):
-        raise EnvelopeError(
-            [ScenarioIssue(source, 1, "", "an envelope is a mapping (name:, faults:, ...)")]
-        )
-    try:
-        return Envelope.model_validate(positioned.data)
-    except ValidationError as exc:
-        raise EnvelopeError(_issues(exc, positioned, source)) from None
+    return parse_located(
+        text,
+        source,
+        Envelope,
+        EnvelopeError,
+        "an envelope is a mapping (name:, faults:, ...)",
+        lambda error, _data, path: _message(error, path),
+    )
 
 
 def load_envelope(path: Path | str | None = None) -> Envelope:

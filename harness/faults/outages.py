@@ -9,18 +9,49 @@ from harness.faults.base import FaultContext, register
 from harness.faults.processes import Stop
 
 
+@dataclass
+class ServiceOutage(Stop):
+    """A whole service is unreachable. ``mode: stop`` (default) stops its process;
+    ``mode: links`` keeps it running and disables every link to it in the fault proxy."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def _links(self, ctx: FaultContext) -> list[str]:
+        raise NotImplementedError
+
+    async def _set_links(self, ctx: FaultContext, enabled: bool) -> None:
+        for link in self._links(ctx):
+            proxy = await ctx.faultproxy.get_proxy(link)
+            await (proxy.enable() if enabled else proxy.disable())
+
+    async def inject(self, ctx: FaultContext) -> None:
+        if self.params.get("mode") == "links":
+            await self._set_links(ctx, enabled=False)
+        else:
+            await ctx.stack.stop(self.target)
+        self._done = True
+
+    async def heal(self, ctx: FaultContext) -> None:
+        if not self._done:
+            return
+        if self.params.get("mode") == "links":
+            await self._set_links(ctx, enabled=True)
+        else:
+            await ctx.stack.start(self.target)
+        self._done = False
+
+
 @register
 @dataclass
-class ControlPlaneOutage(Stop):
-    """The control plane is unreachable: its process is stopped (API, config publishing, events).
+class ControlPlaneOutage(ServiceOutage):
+    """The control plane is unreachable: API, config publishing, events.
 
-    With ``params.mode: links`` the process keeps running and only its links are cut
-    (``connector-api``, ``edge-*-api``, ``cp-broker``), like the 2020-04-15 patch-panel pull.
+    ``mode: links`` cuts ``connector-api``, ``edge-*-api`` and ``cp-broker``, like the
+    2020-04-15 patch-panel pull.
     """
 
     kind: ClassVar[str] = "controlplane_outage"
     target: str = "controlplane"
-    params: dict[str, Any] = field(default_factory=dict)
 
     def _links(self, ctx: FaultContext) -> list[str]:
         return [
@@ -29,57 +60,17 @@ class ControlPlaneOutage(Stop):
             if link == "connector-api" or link.endswith("-api") or link == "cp-broker"
         ]
 
-    async def inject(self, ctx: FaultContext) -> None:
-        if self.params.get("mode") == "links":
-            for link in self._links(ctx):
-                await (await ctx.faultproxy.get_proxy(link)).disable()
-        else:
-            await ctx.stack.stop("controlplane")
-        self._done = True
-
-    async def heal(self, ctx: FaultContext) -> None:
-        if not self._done:
-            return
-        if self.params.get("mode") == "links":
-            for link in self._links(ctx):
-                await (await ctx.faultproxy.get_proxy(link)).enable()
-        else:
-            await ctx.stack.start("controlplane")
-        self._done = False
-
 
 @register
 @dataclass
-class BrokerOutage(Stop):
-    """The MQTT broker is unreachable: no configuration updates, no connection events.
-
-    ``mode: stop`` (default) stops the broker; ``mode: links`` cuts every link to it.
-    """
+class BrokerOutage(ServiceOutage):
+    """The MQTT broker is unreachable: no configuration updates, no connection events."""
 
     kind: ClassVar[str] = "broker_outage"
     target: str = "broker"
-    params: dict[str, Any] = field(default_factory=dict)
 
     def _links(self, ctx: FaultContext) -> list[str]:
         return [link for link in ctx.stack.topology.links if link.endswith("broker")]
-
-    async def inject(self, ctx: FaultContext) -> None:
-        if self.params.get("mode") == "links":
-            for link in self._links(ctx):
-                await (await ctx.faultproxy.get_proxy(link)).disable()
-        else:
-            await ctx.stack.stop("broker")
-        self._done = True
-
-    async def heal(self, ctx: FaultContext) -> None:
-        if not self._done:
-            return
-        if self.params.get("mode") == "links":
-            for link in self._links(ctx):
-                await (await ctx.faultproxy.get_proxy(link)).enable()
-        else:
-            await ctx.stack.start("broker")
-        self._done = False
 
 
 @register

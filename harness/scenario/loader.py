@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -129,10 +129,18 @@ def _message(error: Mapping[str, Any], data: Any, path: tuple[str | int, ...]) -
     return message
 
 
+IssueMessage = Callable[[Mapping[str, Any], Any, tuple[str | int, ...]], str]
+"""Turns one pydantic error (with the document and the error's path) into a person's message."""
+
+
 def issues_from_validation(
-    error: ValidationError, positioned: PositionedYaml, file: str
+    error: ValidationError,
+    positioned: PositionedYaml,
+    file: str,
+    message: IssueMessage | None = None,
 ) -> list[ScenarioIssue]:
     """Map pydantic errors to located issues (sorted by line, duplicates dropped)."""
+    describe = message or _message
     issues: list[ScenarioIssue] = []
     for item in error.errors(include_url=False):
         path = positioned.resolve(tuple(item["loc"]))
@@ -140,15 +148,26 @@ def issues_from_validation(
             file=file,
             line=positioned.line_of(path),
             field=format_field(path),
-            message=_message(item, positioned.data, path),
+            message=describe(item, positioned.data, path),
         )
         if issue not in issues:
             issues.append(issue)
     return sorted(issues, key=lambda i: (i.line, i.field))
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    """Validate scenario YAML ``text``; ``source`` names it in errors."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_located(
+    text: str,
+    source: str,
+    model: type[M],
+    error: type[ScenarioError] = ScenarioError,
+    what: str = "a scenario is a mapping (name:, duration:, ...)",
+    message: IssueMessage | None = None,
+) -> M:
+    """Validate YAML ``text`` as ``model``; every problem is raised as ``error``, located by
+    ``source``, line and field (YAML syntax, duplicate keys, schema errors)."""
     try:
         positioned = load_positioned(text)
     except yaml.YAMLError as exc:
@@ -159,22 +178,25 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         context_mark = getattr(exc, "context_mark", None)
         if context and context_mark is not None and context_mark.line + 1 != line:
             problem += f" ({context} started on line {context_mark.line + 1})"
-        raise ScenarioError([ScenarioIssue(source, line, "", f"YAML syntax: {problem}")]) from None
+        raise error([ScenarioIssue(source, line, "", f"YAML syntax: {problem}")]) from None
     if positioned.issues:
-        raise ScenarioError(
+        raise error(
             [
                 ScenarioIssue(source, i.line, format_field(i.path), i.message)
                 for i in positioned.issues
             ]
         )
     if not isinstance(positioned.data, dict):
-        raise ScenarioError(
-            [ScenarioIssue(source, 1, "", "a scenario is a mapping (name:, duration:, ...)")]
-        )
+        raise error([ScenarioIssue(source, 1, "", what)])
     try:
-        return Scenario.model_validate(positioned.data)
+        return model.model_validate(positioned.data)
     except ValidationError as exc:
-        raise ScenarioError(issues_from_validation(exc, positioned, source)) from None
+        raise error(issues_from_validation(exc, positioned, source, message)) from None
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Validate scenario YAML ``text``; ``source`` names it in errors."""
+    return parse_located(text, source, Scenario)
 
 
 def load_scenario(path: Path | str) -> Scenario:

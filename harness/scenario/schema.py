@@ -42,17 +42,23 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 SCENARIO_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
+    """Frozen, no unknown fields, fields by name or alias: every scenario and envelope model."""
+
     model_config = ConfigDict(
         frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
     )
 
 
-def _error(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> InitErrorDetails:
+def custom_error(
+    loc: tuple[str | int, ...], kind: str, message: str, value: Any
+) -> InitErrorDetails:
+    """One validation error at ``loc``, for :func:`raise_errors`."""
     return {"type": PydanticCustomError(kind, message), "loc": loc, "input": value}
 
 
-def _raise(title: str, errors: list[InitErrorDetails]) -> None:
+def raise_errors(title: str, errors: list[InitErrorDetails]) -> None:
+    """Raise all ``errors`` at once (a ``ValidationError``), if there are any."""
     if errors:
         raise ValidationError.from_exception_data(title, errors)
 
@@ -70,7 +76,7 @@ def _validate_params(title: str, model: type[M], raw: Any) -> M:
         raw = raw.model_dump()
     if not isinstance(raw, Mapping):
         message = "params must be a mapping of parameter: value"
-        _raise(title, [_error(("params",), "mapping", message, raw)])
+        raise_errors(title, [custom_error(("params",), "mapping", message, raw)])
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -82,14 +88,14 @@ def _validate_params(title: str, model: type[M], raw: Any) -> M:
             }
             for e in exc.errors(include_url=False)
         ]
-        _raise(title, errors)
+        raise_errors(title, errors)
         raise
 
 
 # -- stack --------------------------------------------------------------------------------------
 
 
-class TunnelEntry(_Model):
+class TunnelEntry(StrictModel):
     """One tunnel the stack creates and runs a connector for."""
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -102,7 +108,7 @@ class TunnelEntry(_Model):
         return f"connector-{self.name}"
 
 
-class StackSpec(_Model):
+class StackSpec(StrictModel):
     """Shape of the system under test: PoPs, tunnels, zone, HA connections per connector."""
 
     pops: tuple[str, ...] = Field(default=("ams", "fra"), min_length=1)
@@ -130,7 +136,7 @@ class StackSpec(_Model):
         for i, tunnel in enumerate(self.tunnels):
             if tunnel.name in seen_names:
                 errors.append(
-                    _error(
+                    custom_error(
                         ("tunnels", i, "name"),
                         "duplicate",
                         f'duplicate tunnel name "{tunnel.name}"',
@@ -141,7 +147,7 @@ class StackSpec(_Model):
             host = tunnel.hostname
             if host in seen_hosts:
                 errors.append(
-                    _error(
+                    custom_error(
                         ("tunnels", i, "hostname"),
                         "duplicate",
                         f'hostname "{host}" is routed to two tunnels',
@@ -151,14 +157,14 @@ class StackSpec(_Model):
             seen_hosts.add(host)
             if host != self.zone and not host.endswith("." + self.zone):
                 errors.append(
-                    _error(
+                    custom_error(
                         ("tunnels", i, "hostname"),
                         "zone",
                         f'hostname "{host}" is not in zone "{self.zone}"',
                         host,
                     )
                 )
-        _raise("StackSpec", errors)
+        raise_errors("StackSpec", errors)
         return self
 
     @property
@@ -217,7 +223,7 @@ class StackSpec(_Model):
 # -- traffic ------------------------------------------------------------------------------------
 
 
-class TrafficMix(_Model):
+class TrafficMix(StrictModel):
     """Relative weights of visitor request kinds."""
 
     get: float = Field(default=1.0, ge=0)
@@ -231,7 +237,7 @@ class TrafficMix(_Model):
         return self
 
 
-class TrafficSpec(_Model):
+class TrafficSpec(StrictModel):
     """Visitor traffic and observation probes (all real time)."""
 
     rate: float = Field(default=10.0, gt=0, le=1000, description="visitor requests per second")
@@ -252,7 +258,7 @@ class TrafficSpec(_Model):
 # -- timeline -----------------------------------------------------------------------------------
 
 
-class ClockSpec(_Model):
+class ClockSpec(StrictModel):
     """Wall-clock anchor: scenario time 0 is ``start`` (for replaying an incident's times)."""
 
     start: datetime
@@ -277,7 +283,7 @@ class ClockSpec(_Model):
         return clock_offset(self.start, value)
 
 
-class TimelineEntry(_Model):
+class TimelineEntry(StrictModel):
     """One fault: apply ``fault`` to ``target`` at ``at``, undo it ``for`` later."""
 
     at: Duration = Field(description="scenario seconds from the start of the timeline")
@@ -312,17 +318,17 @@ class TimelineEntry(_Model):
         errors: list[InitErrorDetails] = []
         if spec.duration == "required" and self.duration is None:
             message = f'{self.fault} needs "for" (how long it lasts, e.g. 30s)'
-            errors.append(_error(("for",), "for_required", message, None))
+            errors.append(custom_error(("for",), "for_required", message, None))
         if spec.duration == "forbidden" and self.duration is not None:
             message = f'{self.fault} is instantaneous; remove "for"'
-            errors.append(_error(("for",), "for_forbidden", message, self.duration))
+            errors.append(custom_error(("for",), "for_forbidden", message, self.duration))
         if spec.target == "none" and self.target is not None:
             message = f"{self.fault} takes no target"
-            errors.append(_error(("target",), "target_forbidden", message, self.target))
+            errors.append(custom_error(("target",), "target_forbidden", message, self.target))
         if spec.target != "none" and self.target is None:
             message = f"{self.fault} needs a target ({spec.target})"
-            errors.append(_error(("target",), "target_required", message, None))
-        _raise("TimelineEntry", errors)
+            errors.append(custom_error(("target",), "target_required", message, None))
+        raise_errors("TimelineEntry", errors)
         return self
 
     @property
@@ -344,7 +350,7 @@ class TimelineEntry(_Model):
 # -- checks and SLO -----------------------------------------------------------------------------
 
 
-class CheckSpec(_Model):
+class CheckSpec(StrictModel):
     """One check to run on the journal, with its parameters and the expected outcome."""
 
     name: str
@@ -365,7 +371,7 @@ class CheckSpec(_Model):
         try:
             definition = get_check(name)
         except UnknownCheckError as exc:
-            _raise("CheckSpec", [_error(("name",), "unknown_check", str(exc), name)])
+            raise_errors("CheckSpec", [custom_error(("name",), "unknown_check", str(exc), name)])
             raise
         params = _validate_params("CheckSpec", definition.params_model, data.get("params"))
         return {**data, "params": params}
@@ -375,7 +381,7 @@ class CheckSpec(_Model):
         return self.label or self.name
 
 
-class SloSpec(_Model):
+class SloSpec(StrictModel):
     """Service-level objective for the SLA report (error budget); checks decide the verdict."""
 
     availability: float = Field(default=99.9, gt=0, lt=100, description="percent")
@@ -385,7 +391,7 @@ class SloSpec(_Model):
 # -- scenario -----------------------------------------------------------------------------------
 
 
-class Scenario(_Model):
+class Scenario(StrictModel):
     """A complete scenario. Build one in Python or load a YAML file with ``load_scenario``."""
 
     name: str = Field(pattern=SCENARIO_NAME_PATTERN)
@@ -427,7 +433,7 @@ class Scenario(_Model):
                     assert isinstance(value, str)
                     if start is None:
                         errors.append(
-                            _error(
+                            custom_error(
                                 ("timeline", i, key),
                                 "clock",
                                 f'clock time "{value}" needs clock.start '
@@ -439,7 +445,7 @@ class Scenario(_Model):
                     try:
                         resolved[key] = clock_offset(start, value)
                     except ValueError as exc:
-                        errors.append(_error(("timeline", i, key), "clock", str(exc), value))
+                        errors.append(custom_error(("timeline", i, key), "clock", str(exc), value))
                         continue
                     if key == "at":
                         entry["at"] = resolved[key]
@@ -447,7 +453,7 @@ class Scenario(_Model):
                 until = entry.pop("until")
                 if "for" in entry or "duration" in entry:
                     errors.append(
-                        _error(
+                        custom_error(
                             ("timeline", i, "until"),
                             "conflict",
                             'give either "for" or "until", not both',
@@ -463,7 +469,7 @@ class Scenario(_Model):
                     continue
                 if until_s <= at_s:
                     errors.append(
-                        _error(
+                        custom_error(
                             ("timeline", i, "until"),
                             "order",
                             f'"until" ({until}) must be after "at"',
@@ -473,7 +479,7 @@ class Scenario(_Model):
                     continue
                 entry["for"] = until_s - at_s
             timeline.append(entry)
-        _raise("Scenario", errors)
+        raise_errors("Scenario", errors)
         return {**data, "timeline": timeline}
 
     @model_validator(mode="after")
@@ -487,7 +493,7 @@ class Scenario(_Model):
                 valid = stack.targets(kind)
                 if entry.target not in valid:
                     errors.append(
-                        _error(
+                        custom_error(
                             ("timeline", i, "target"),
                             "target",
                             f'unknown {kind} "{entry.target}" for {entry.fault} '
@@ -498,7 +504,7 @@ class Scenario(_Model):
             end = entry.end if entry.end is not None else entry.at
             if end > self.duration:
                 errors.append(
-                    _error(
+                    custom_error(
                         ("timeline", i, "at" if entry.end is None else "for"),
                         "after_end",
                         f"fault ends at {format_duration(end)}, after the scenario's "
@@ -512,7 +518,7 @@ class Scenario(_Model):
             for j, value in enumerate(values or ()):
                 if value not in known:
                     errors.append(
-                        _error(
+                        custom_error(
                             ("traffic", key, j),
                             "unknown",
                             f'"{value}" is not in the stack (known: {", ".join(known)})',
@@ -529,7 +535,7 @@ class Scenario(_Model):
                 value = getattr(check.params, key, None)
                 if value is not None and value not in known:
                     errors.append(
-                        _error(
+                        custom_error(
                             ("checks", i, "params", key),
                             "unknown",
                             f'{key} "{value}" is not in the stack (known: {", ".join(known)})',
@@ -540,14 +546,14 @@ class Scenario(_Model):
         for i, label in enumerate(labels):
             if labels.count(label) > 1 and labels.index(label) != i:
                 errors.append(
-                    _error(
+                    custom_error(
                         ("checks", i),
                         "duplicate",
                         f'two checks are called "{label}"; give each a distinct "label"',
                         label,
                     )
                 )
-        _raise("Scenario", errors)
+        raise_errors("Scenario", errors)
         return self
 
     # -- helpers ------------------------------------------------------------------------------

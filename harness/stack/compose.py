@@ -23,18 +23,18 @@ import secrets
 import tarfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from harness.compose import plan
 from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
 from harness.stack.base import StackError
+from harness.stack.layout import StackLayout
+from harness.stack.layout import address as _addr
 from harness.stack.process import outlast_argv
 from harness.stack.readiness import free_port, wait_http
 from harness.stack.topology import Topology, TunnelSpec
 from reference.files import atomic_write
 
-HOST = "127.0.0.1"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 OFFLINE_IMAGE = "outlast:offline"
@@ -53,10 +53,6 @@ PORT_VARIABLES: dict[str, str] = {
 }
 
 
-def _addr(port: int) -> str:
-    return f"{HOST}:{port}"
-
-
 def _read_file_from_archive(stream: Any) -> bytes:
     data = io.BytesIO(b"".join(stream))
     with tarfile.open(fileobj=data) as tar:
@@ -67,7 +63,7 @@ def _read_file_from_archive(stream: Any) -> bytes:
         return extracted.read()
 
 
-class ComposeStack:
+class ComposeStack(StackLayout):
     """The reference system as a Docker Compose project (see module docstring)."""
 
     def __init__(
@@ -117,34 +113,6 @@ class ComposeStack:
     # ----------------------------------------------------------------- paths and endpoints
 
     @property
-    def home(self) -> Path:
-        """Host ``OUTLAST_HOME``: cert.pem (for the published API) and the tunnel credentials."""
-        return self.state_dir / "home"
-
-    @property
-    def origincert(self) -> Path:
-        return self.home / "cert.pem"
-
-    @property
-    def edge_ca_file(self) -> Path:
-        return self.state_dir / "pki" / "edge-ca.pem"
-
-    @property
-    def admin_token_file(self) -> Path:
-        return self.state_dir / "controlplane" / "admin.token"
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{_addr(self.ports['controlplane'])}"
-
-    @property
-    def faultproxy_url(self) -> str:
-        return f"http://{_addr(self.ports['faultproxy'])}"
-
-    def visitor_url(self, pop: str) -> str:
-        return f"http://{_addr(self.ports[f'edge-{pop}-visitor'])}"
-
-    @property
     def connector_metrics_url(self) -> str:
         return f"http://{_addr(self.ports['connector-metrics'])}"
 
@@ -187,7 +155,7 @@ class ComposeStack:
                     "visitor_url": self.visitor_url(pop),
                     "dns": _addr(self.ports[f"edge-{pop}-dns"]),
                     "tunnel": plan.link(f"conn-{pop}").faultproxy_address,
-                    "metrics_url": f"http://{_addr(self.ports[f'edge-{pop}-metrics'])}/metrics",
+                    "metrics_url": self.pop_metrics_url(pop),
                 }
                 for pop in self.topology.pops
             },
@@ -216,26 +184,7 @@ class ComposeStack:
             "startup_seconds": self.startup_seconds,
         }
 
-    def write_stack_json(self, **extra: Any) -> Path:
-        """Write ``stack.json`` (endpoints plus ``extra`` keys) atomically."""
-        path = self.state_dir / "stack.json"
-        data = {**self.endpoints(), **extra}
-        atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
-        return path
-
     # ----------------------------------------------------------------- lifecycle
-
-    async def __aenter__(self) -> ComposeStack:
-        await self.up()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.down()
 
     def _offline(self) -> bool:
         if self.offline is None:

@@ -15,13 +15,14 @@ import json
 import os
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from harness.faultproxy.locate import FaultProxyChoice, locate_fault_proxy
 from harness.stack.base import StackError
+from harness.stack.layout import HOST, StackLayout
+from harness.stack.layout import address as _addr
 from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import free_port, wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
@@ -29,14 +30,8 @@ from reference.files import atomic_write
 from reference.legacy_tunnel import legacy_tunnel_id
 from reference.pki import create_ca, issue_certificate
 
-HOST = "127.0.0.1"
 
-
-def _addr(port: int) -> str:
-    return f"{HOST}:{port}"
-
-
-class LocalStack:
+class LocalStack(StackLayout):
     """The reference system as local processes (see module docstring)."""
 
     def __init__(
@@ -77,32 +72,8 @@ class LocalStack:
     # ----------------------------------------------------------------- paths and endpoints
 
     @property
-    def home(self) -> Path:
-        """``OUTLAST_HOME`` of the stack's user: cert.pem and tunnel credentials live here."""
-        return self.state_dir / "home"
-
-    @property
-    def origincert(self) -> Path:
-        return self.home / "cert.pem"
-
-    @property
-    def edge_ca_file(self) -> Path:
-        return self.state_dir / "pki" / "edge-ca.pem"
-
-    @property
-    def admin_token_file(self) -> Path:
-        return self.state_dir / "controlplane" / "admin.token"
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{_addr(self.ports['controlplane'])}"
-
-    @property
     def faultproxy_url(self) -> str:
         return self.external_faultproxy_url or f"http://{_addr(self.ports['faultproxy'])}"
-
-    def visitor_url(self, pop: str) -> str:
-        return f"http://{_addr(self.ports[f'edge-{pop}-visitor'])}"
 
     def connector_metrics_url(self, tunnel: str) -> str:
         return f"http://{_addr(self.ports[f'connector-{tunnel}-metrics'])}"
@@ -128,7 +99,7 @@ class LocalStack:
                     "visitor_url": self.visitor_url(pop),
                     "dns": _addr(self.ports[f"edge-{pop}-dns"]),
                     "tunnel": _addr(self.ports[f"edge-{pop}-tunnel"]),
-                    "metrics_url": f"http://{_addr(self.ports[f'edge-{pop}-metrics'])}/metrics",
+                    "metrics_url": self.pop_metrics_url(pop),
                 }
                 for pop in topo.pops
             },
@@ -152,26 +123,7 @@ class LocalStack:
             "startup_seconds": self.startup_seconds,
         }
 
-    def write_stack_json(self, **extra: Any) -> Path:
-        """Write ``stack.json`` (endpoints plus ``extra`` keys) atomically."""
-        path = self.state_dir / "stack.json"
-        data = {**self.endpoints(), **extra}
-        atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
-        return path
-
     # ----------------------------------------------------------------- lifecycle
-
-    async def __aenter__(self) -> LocalStack:
-        await self.up()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.down()
 
     async def up(self) -> None:
         """Start everything; on any failure (or cancellation) tear down what was started."""
