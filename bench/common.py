@@ -56,11 +56,23 @@ def tcp_listen_overflows() -> int | None:
     return None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``, else None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine() -> dict[str, Any]:
     """Facts about the machine a figure was measured on."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "nproc": cpus,
+        "cpu_model": cpu_model(),
         "memory_mib": memory_total_mib(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -170,6 +182,7 @@ class Run:
         """One line with the machine and the load, printed under every table."""
         m = machine()
         return (
-            f"machine: {m['nproc']} CPUs, {m['memory_mib']} MiB, Python {m['python']}; "
+            f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB, "
+            f"Python {m['python']}; "
             f"load average before {self.load_before}, now {loadavg()}"
         )

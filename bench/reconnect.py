@@ -1,7 +1,7 @@
 """Reconnect: time from a link heal to the first served request and to full HA connections.
 
     python bench/reconnect.py [--trials 30] [--kinds reset,blackhole,down] [--links one|both]
-                              [--fault-min 4] [--fault-max 8] [--seed 1] [--max-minutes 40]
+                              [--fault-min 4] [--fault-max 6] [--seed 1] [--max-minutes 40]
 
 One embedded stack (LocalStack: 2 PoPs, one named tunnel, 4 HA connections). Each trial waits
 for the steady state (2 connections per PoP, visitors served), breaks the connector's link to
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="reset,blackhole,down")
     parser.add_argument("--links", choices=("one", "both"), default="one")
     parser.add_argument("--fault-min", type=float, default=4.0, help="shortest fault, seconds")
-    parser.add_argument("--fault-max", type=float, default=8.0, help="longest fault, seconds")
+    parser.add_argument("--fault-max", type=float, default=6.0, help="longest fault, seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=40.0)
     parser.add_argument(

@@ -453,6 +453,9 @@ class Explorer:
             # distinct schedules played, and BudgetSpent ends generation when it is reached.
             max_examples=options.budget * 10,
             deadline=None,
+            # Hypothesis's built-in "ci" profile (chosen when CI is set) derandomizes: every seed
+            # would then propose the same schedules. The seed here is the user's, so say so.
+            derandomize=False,
             database=database,
             phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck),

@@ -46,6 +46,7 @@ class TunnelConnection:
         self._closed = asyncio.Event()
         self._close_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_scheduled = False
         peer = writer.get_extra_info("peername")
         self.peer: str = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -92,7 +93,7 @@ class TunnelConnection:
             logger.exception("tunnel connection loop failed")
             with contextlib.suppress(Exception):
                 self._core.close(f"internal error: {type(exc).__name__}")
-                self._flush()
+                self._flush_now()
             self._connection_over(f"internal error: {type(exc).__name__}: {exc}", abort=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -108,6 +109,17 @@ class TunnelConnection:
             logger.error("tunnel task %s failed", task.get_name(), exc_info=task.exception())
 
     def _flush(self) -> None:
+        """Write what the core has to send, once per event-loop iteration: every frame queued
+        in this iteration (a response's HEADERS and DATA, window updates, several streams'
+        frames) leaves in one ``write`` (one TLS record, one segment) instead of one each."""
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        """Write what the core has to send at once (closing paths, the scheduled flush)."""
+        self._flush_scheduled = False
         data = self._core.data_to_send()
         if data and not self._writer.is_closing():
             self._writer.write(data)
@@ -125,7 +137,7 @@ class TunnelConnection:
             try:
                 events = self._core.receive_data(data, self._clock())
             except WireProtocolError:
-                self._flush()
+                self._flush_now()
                 self._connection_over(self._core.closed_reason or "protocol error", abort=False)
                 return
             self._process(events)
@@ -186,7 +198,7 @@ class TunnelConnection:
         for channel in list(self._channels.values()):
             channel.fail(self._connection_error(channel, reason))
         self._channels.clear()
-        self._flush()
+        self._flush_now()
         transport = self._writer.transport
         if abort:
             transport.abort()
