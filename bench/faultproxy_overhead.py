@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Run
 from harness.faultproxy import FaultProxyClient, FaultProxyServer
 from harness.faultproxy.testing import echo_server, sink_server
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http
+from harness.stack.readiness import wait_http
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faultproxy_overhead.json"
 MESSAGE = b"x" * 64

@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import WHAT_IF, Run, enable_what_if, loadavg, percentile, print_table
 from bench.observe import sample_process
 from harness.stack.local import LocalStack
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http
+from harness.stack.readiness import wait_http
 from harness.stack.topology import Topology
 
 TARGET_RATIO = 0.5

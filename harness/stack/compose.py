@@ -30,8 +30,9 @@ from harness.compose.engine import EngineError, docker_client, repo_root, run_co
 from harness.stack.base import StackError
 from harness.stack.layout import StackLayout
 from harness.stack.layout import address as _addr
+from harness.stack.ports import free_port
 from harness.stack.process import outlast_argv
-from harness.stack.readiness import free_port, wait_http
+from harness.stack.readiness import wait_http
 from harness.stack.topology import Topology, TunnelSpec
 from reference.files import atomic_write
 

@@ -23,8 +23,9 @@ from harness.faultproxy.locate import FaultProxyChoice, locate_fault_proxy
 from harness.stack.base import StackError
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http, wait_tcp
+from harness.stack.readiness import wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
 from reference.files import atomic_write
 from reference.legacy_tunnel import legacy_tunnel_id

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import httpx
 
 from harness.stack.process import ManagedProcess
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_tcp(

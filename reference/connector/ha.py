@@ -73,7 +73,7 @@ class HAConfig:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     dial_timeout: float = 2.0
     registration_timeout: float = 5.0
-    rebalance_interval: float = 2.0
+    rebalance_interval: float = 0.5
     start_stagger: float = 0.05
     #: Set for a legacy (classic) run: every registration presents the account's API token
     #: and hostname instead of a proof of a tunnel secret (``verifier`` is then empty).
@@ -371,17 +371,23 @@ class HAConnector:
     # --- spreading ----------------------------------------------------------------------------
 
     async def _rebalance_loop(self) -> None:
+        """Check the spread every ``rebalance_interval`` (jittered between half and all of it,
+        so connectors restarted together do not move in step); after a move that worked, check
+        again at once, so 4 + 0 becomes 2 + 2 in one go."""
+        moved = False
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.config.rebalance_interval)
+            if not moved:
+                wait = self.config.rebalance_interval * self.supervisor.rng.uniform(0.5, 1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
                 return
             move = self.supervisor.rebalance(self.clock())
-            if move is not None:
-                await self._move(move)
+            moved = move is not None and await self._move(move)
 
-    async def _move(self, move: Move) -> None:
-        """Make-before-break: register on the new address, then retire the old connection."""
+    async def _move(self, move: Move) -> bool:
+        """Make-before-break: register on the new address, then retire the old connection.
+        True when the slot now serves from the new address."""
         log_event(
             logger,
             "Rebalancing connection",
@@ -402,7 +408,7 @@ class HAConnector:
                 edge=str(move.address),
                 error=str(exc),
             )
-            return
+            return False
         except RegistrationRefused as exc:
             cause = exc.response.cause or "refused"
             self.metrics.registration_failed(cause)
@@ -413,15 +419,16 @@ class HAConnector:
                 )
             else:
                 self.supervisor.on_move_failed(move.address, self.clock())
-            return
+            return False
         old = self._tunnels.get(move.slot)
         if self._stopping.is_set() or old is None or old.closed:
             await tunnel.close("rebalance abandoned")
-            return
+            return False
         self._registered(move.slot, move.address, tunnel)
         task = asyncio.ensure_future(self._retire(move.slot, old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        return True
 
     async def _retire(self, index: int, tunnel: ConnectorTunnel) -> None:
         await tunnel.unregister()

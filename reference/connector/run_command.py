@@ -275,7 +275,7 @@ def _duration_option(name: str, help_text: str) -> Any:
 @_duration_option("--retry-cap", "Backoff cap in seconds (2).")
 @_duration_option("--dial-timeout", "TCP+TLS dial timeout in seconds (2).")
 @_duration_option("--rpc-timeout", "Registration answer timeout in seconds (5).")
-@_duration_option("--rebalance-interval", "Seconds between PoP-spread checks (2).")
+@_duration_option("--rebalance-interval", "Seconds between PoP-spread checks (0.5, jittered).")
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),

@@ -229,7 +229,7 @@ def resolve(flags: dict[str, Any], config: ConfigFile) -> RunSettings:
         retry=retry,
         dial_timeout=duration("dial-timeout", 2.0),
         registration_timeout=duration("rpc-timeout", 5.0),
-        rebalance_interval=duration("rebalance-interval", 2.0),
+        rebalance_interval=duration("rebalance-interval", 0.5),
         state_dir=path("state-dir"),
         ingress_defined=bool(url or raw_ingress),
     )

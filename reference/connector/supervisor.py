@@ -37,12 +37,16 @@ class RetryPolicy:
     Defaults (base 0.1 s, cap 2 s): a connection that just dropped is re-dialled within 0.1 s,
     and after a long outage a healed link is tried again within 2 s (1 s on average).
     ``address_cooldown_*``: how long a failing address is avoided while others exist.
+    ``probe_cooldown``: the longest a failed rebalance probe keeps an address cooling. A probe
+    is make-before-break (every slot is serving elsewhere), so a failed one costs no traffic and
+    the healed PoP is found within one probe period instead of at the end of a long cooldown.
     """
 
     base: float = 0.1
     cap: float = 2.0
     address_cooldown_base: float = 0.5
     address_cooldown_cap: float = 4.0
+    probe_cooldown: float = 0.5
 
     def __post_init__(self) -> None:
         if self.base <= 0 or self.cap < self.base:
@@ -328,4 +332,10 @@ class ConnectionSupervisor:
         return None
 
     def on_move_failed(self, address: EdgeAddress, now: float) -> None:
-        self._penalise(address, now)
+        """A rebalance probe failed: count it, but cool the address for ``probe_cooldown`` at
+        most (it replaces a longer cooldown left by the connections lost there)."""
+        addr = self._addresses[address]
+        addr.failures += 1
+        addr.cooldown_until = now + min(
+            self.policy.probe_cooldown, self.policy.cooldown(addr.failures)
+        )

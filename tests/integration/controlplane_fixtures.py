@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http, wait_tcp
+from harness.stack.readiness import wait_http, wait_tcp
 
 __all__ = [
     "Bootstrap",

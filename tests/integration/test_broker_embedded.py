@@ -15,8 +15,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port
 from reference.broker.packets import (
     Connack,
     Connect,

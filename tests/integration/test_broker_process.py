@@ -18,8 +18,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_tcp
+from harness.stack.readiness import wait_tcp
 from reference.broker.mosquitto import PERSISTENCE_FILE_NAME, find_mosquitto
 from reference.broker.packets import (
     Connack,

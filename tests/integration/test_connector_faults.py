@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from harness.stack.readiness import free_port
+from harness.stack.ports import free_port
 from reference.wire import RefusalCause, RegistrationResponse
 from tests.integration.test_connector_process import (
     MiniEdge,

@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http
+from harness.stack.readiness import wait_http
 from reference.connector.credentials import TunnelCredentials
 from reference.origin.app import create_app
 from reference.tunnel_auth import derive_verifier, verify_proof

@@ -20,8 +20,9 @@ from typing import Any
 
 import aiomqtt
 
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_tcp
+from harness.stack.readiness import wait_tcp
 from reference import config_topics as topics
 from reference.pki import CertAndKey, create_ca, issue_certificate
 from reference.tunnel_auth import compute_proof, derive_verifier

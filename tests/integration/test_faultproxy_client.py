@@ -20,7 +20,7 @@ from harness.faultproxy import (
     Toxic,
 )
 from harness.faultproxy.testing import echo_server
-from harness.stack.readiness import free_port
+from harness.stack.ports import free_port
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from harness.faultproxy import FaultProxyClient
 from harness.faultproxy.testing import echo_server
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http
+from harness.stack.readiness import wait_http
 
 
 async def test_serve_faultproxy_process(tmp_path: Path) -> None:

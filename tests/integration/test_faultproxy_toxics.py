@@ -11,7 +11,7 @@ import pytest
 
 from harness.faultproxy import FaultProxyClient, FaultProxyServer, Proxy
 from harness.faultproxy.testing import echo_server
-from harness.stack.readiness import free_port
+from harness.stack.ports import free_port
 
 IO_TIMEOUT = 10.0
 

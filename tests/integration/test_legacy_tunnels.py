@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness.faultproxy.client import FaultProxyClient
 from harness.probes.dns import query
 from harness.stack.local import LocalStack
+from harness.stack.ports import free_port
 from harness.stack.process import outlast_argv
-from harness.stack.readiness import free_port
 from harness.stack.topology import Topology, TunnelSpec
 from reference.config_topics import tunnel_target
 from reference.connector.credentials import OriginCert

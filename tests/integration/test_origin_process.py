@@ -6,8 +6,9 @@ from pathlib import Path
 
 import httpx
 
+from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
-from harness.stack.readiness import free_port, wait_http
+from harness.stack.readiness import wait_http
 
 
 async def test_origin_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -186,6 +186,24 @@ def test_rebalance_moves_one_connection_at_a_time_back_to_a_returning_pop() -> N
     assert sup.rebalance(now=300.0) is None
 
 
+def test_a_failed_probe_replaces_a_long_cooldown_with_a_short_one() -> None:
+    """Connections lost at a PoP escalate its cooldown (to 4 s); rebalance probes during the
+    outage must not keep it there, or a healed PoP is found only seconds after the heal."""
+    sup = supervisor()
+    for slot in range(4):  # FRA failed many times: its cooldown is at the cap
+        for _ in range(5):
+            sup.on_dial_failed(slot, FRA, now=0.0)
+    for slot in range(4):
+        sup.on_registered(slot, sup.choose_address(slot, now=0.1), "ams")
+    assert sup.rebalance(now=3.9) is None, "still in the 4 s cooldown"
+    move = sup.rebalance(now=4.0)
+    assert move is not None and move.address == FRA
+    sup.on_move_failed(FRA, now=4.0)
+    assert sup.rebalance(now=4.0 + 0.49) is None
+    again = sup.rebalance(now=4.0 + RetryPolicy().probe_cooldown)
+    assert again is not None and again.address == FRA
+
+
 def test_no_rebalance_while_a_slot_is_reconnecting() -> None:
     sup = supervisor()
     register_all(sup, {AMS: "ams", FRA: "ams"})
