@@ -326,8 +326,10 @@ async def storm_step(
             checker_deadline_hit = bool(checker.pending)
             checking.cancel()
             await asyncio.gather(checking, return_exceptions=True)
-            events.poll()
+            # The connectors flush their event logs every 0.2 s: the registrations that made
+            # the last visitor checks succeed may still be on their way.
             await asyncio.sleep(1.0)
+            events.poll()
             rss_after = {pop: watcher.peak_rss(f"edge-{pop}", since=t_stopped) for pop in pops}
             edge_cpu = {}
             for pop in pops:

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from harness.checks.result import EXIT_CODES, combine
+from harness.interrupts import EXIT_TERMINATED, Terminated, cancel_on_sigterm
 from harness.report.run_dir import RunReport
 from harness.report.tables import sla_table_text
 from harness.run_catalogue import write_catalogue
@@ -118,15 +119,16 @@ def run_command(
             warning = _stretch_warning(scenario, time_scale)
             if warning and not quiet:
                 view.event(warning)
-            report = asyncio.run(run_scenario(scenario, options))
+            report = asyncio.run(cancel_on_sigterm(run_scenario(scenario, options)))
             view.clear()
             reports.append(report)
             _print_result(report)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         view.clear()
-        click.echo("interrupted: faults undone, stack stopped, journal kept", err=True)
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"{how}: faults undone, stack stopped, journal kept", err=True)
         _catalogue(report_dir, reports, scenarios)
-        sys.exit(130)
+        sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else 130)
     _catalogue(report_dir, reports, scenarios)
     verdict = combine(None if r.verdict == "unknown" else r.verdict == "pass" for r in reports)
     sys.exit(EXIT_CODES[verdict])

@@ -304,6 +304,10 @@ class ScenarioRun:
         )
         try:
             await fault.inject(self.fault_ctx)
+        except asyncio.CancelledError:
+            if fid is not None:  # cancelled half-way (Ctrl-C, SIGTERM): heal_all undoes it
+                self.active.append(_ActiveFault(entry, fault, fid))
+            raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if fid is None:

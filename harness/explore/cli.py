@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from harness.checks.result import EXIT_CODES
+from harness.interrupts import EXIT_TERMINATED, Terminated, cancel_on_sigterm
 
 
 @click.command("explore")
@@ -117,10 +118,11 @@ def explore_command(
         progress=progress,
     )
     try:
-        result: ExplorationResult = asyncio.run(explore(envelope, options))
-    except KeyboardInterrupt:
-        click.echo("interrupted: faults undone, stack stopped, explore.json written", err=True)
-        sys.exit(130)
+        result: ExplorationResult = asyncio.run(cancel_on_sigterm(explore(envelope, options)))
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"{how}: faults undone, stack stopped, explore.json written", err=True)
+        sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else 130)
     _print_summary(result)
     sys.exit(result.exit_code)
 
