@@ -6,6 +6,7 @@ average before and after the run, because the figures mean little without them o
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -14,9 +15,9 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
@@ -186,3 +187,18 @@ class Run:
             f"Python {m['python']}; "
             f"load average before {self.load_before}, now {loadavg()}"
         )
+
+
+T = TypeVar("T")
+
+
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(work)``, with SIGTERM handled like Ctrl-C: the measurement is cancelled,
+    so its stacks are torn down, and the script exits 143."""
+    from harness.interrupts import Terminated, cancel_on_sigterm
+
+    try:
+        return asyncio.run(cancel_on_sigterm(work))
+    except Terminated:
+        print("terminated (SIGTERM): stacks stopped, nothing written", file=sys.stderr)
+        sys.exit(143)

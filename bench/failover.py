@@ -41,7 +41,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Run, print_table, summarize
+from bench.common import Run, print_table, run_async, summarize
 from bench.reconnect import FAULT_KINDS, Trials
 from harness.faultproxy import FaultProxyClient
 from harness.faults.base import make_fault
@@ -246,7 +246,7 @@ def main() -> None:
     if not 1 <= args.fault_seconds <= 60:
         parser.error("--fault-seconds must be 1..60")
     run = Run("failover")
-    raw = asyncio.run(measure(args))
+    raw = run_async(measure(args))
     heartbeat = HeartbeatConfig().timeout
     result = {kind: analyse(outcomes, args.fault_seconds) for kind, outcomes in raw.items()}
     print()

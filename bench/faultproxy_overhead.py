@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Run
+from bench.common import Run, run_async
 from harness.faultproxy import FaultProxyClient, FaultProxyServer
 from harness.faultproxy.testing import echo_server, sink_server
 from harness.stack.ports import free_port
@@ -223,7 +223,7 @@ def main() -> None:
     if not 1 <= args.requests <= 100_000 or not 1 <= args.bulk_mb <= 1024:
         parser.error("--requests must be 1..100000 and --bulk-mb 1..1024")
     run = Run("faultproxy_overhead")
-    result = asyncio.run(asyncio.wait_for(measure(args.requests, args.bulk_mb, args.embedded), 600))
+    result = run_async(asyncio.wait_for(measure(args.requests, args.bulk_mb, args.embedded), 600))
     print_table(result)
     print(run.footer())
     print(f"wrote {run.write(result, RESULTS)}")

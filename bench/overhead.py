@@ -41,7 +41,15 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import WHAT_IF, Run, enable_what_if, loadavg, percentile, print_table
+from bench.common import (
+    WHAT_IF,
+    Run,
+    enable_what_if,
+    loadavg,
+    percentile,
+    print_table,
+    run_async,
+)
 from bench.observe import sample_process
 from harness.stack.local import LocalStack
 from harness.stack.ports import free_port
@@ -377,7 +385,7 @@ def main() -> None:
     if not 1 <= args.rounds <= 10:
         parser.error("--rounds must be 1..10")
     run = Run("-".join(["overhead", *args.what_if]))
-    measured = asyncio.run(measure(args))
+    measured = run_async(measure(args))
     rounds = measured["rounds"]
     summary: dict[str, dict[str, float]] = {}
     for path in PATHS:

@@ -33,7 +33,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Run, print_table, summarize
+from bench.common import Run, print_table, run_async, summarize
 from bench.observe import connection_spread, poll_until, visit
 from bench.peer_policy import PEER_DIAL_TIMEOUT, LinkFault, predict
 from harness.faultproxy import FaultProxyClient
@@ -214,7 +214,7 @@ def main() -> None:
         parser.error("need 0 < --fault-min <= --fault-max <= 120")
     name = "reconnect" if args.links == "one" else "reconnect-both"
     run = Run(name + ("-tuned" if args.connector_arg else ""))
-    trials = asyncio.run(measure(args))
+    trials = run_async(measure(args))
     result = analyse(trials, args.kinds, args.links, args.seed)
     print()
     print(

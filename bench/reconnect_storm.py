@@ -47,7 +47,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import WHAT_IF, Run, enable_what_if, print_table, tcp_listen_overflows
+from bench.common import (
+    WHAT_IF,
+    Run,
+    enable_what_if,
+    print_table,
+    run_async,
+    tcp_listen_overflows,
+)
 from bench.observe import ProcessWatcher, sample_process
 from harness.stack.local import LocalStack
 from harness.stack.process import ManagedProcess
@@ -638,7 +645,7 @@ def main() -> None:
         parser.error("--processes must be 1..16 and --timeout 5..600")
     enable_what_if(args.what_if)
     run = Run("-".join(["reconnect_storm", *args.what_if]))
-    result = asyncio.run(measure(args, run))
+    result = run_async(measure(args, run))
     print()
     print("curve (seconds after both edges stopped until X% of tunnels serve at both PoPs):")
     print_table(

@@ -13,7 +13,6 @@ local <= 3 s, Compose (images built) <= 20 s. Bounded: --runs (max 10).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Run, loadavg, print_table
+from bench.common import Run, loadavg, print_table, run_async
 from harness.stack.local import LocalStack
 
 TARGET_S = {"local": 3.0, "compose": 20.0}
@@ -71,7 +70,7 @@ def main() -> None:
     if not 1 <= args.runs <= 10:
         parser.error("--runs must be 1..10")
     run = Run("stack_startup" if args.backend == "local" else "stack_startup-compose")
-    results = asyncio.run(main_async(args))
+    results = run_async(main_async(args))
     ups = [r["up_s"] for r in results]
     target = TARGET_S[args.backend]
     summary = {
