@@ -136,7 +136,7 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: i
         )
 
 
-WHAT_IF = ("coalesce", "uvloop", "heartbeat_wakeups", "backlog")
+WHAT_IF = ("uvloop", "heartbeat_wakeups", "backlog")
 
 
 def enable_what_if(names: Sequence[str]) -> None:
@@ -195,10 +195,10 @@ T = TypeVar("T")
 def run_async(work: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(work)``, with SIGTERM handled like Ctrl-C: the measurement is cancelled,
     so its stacks are torn down, and the script exits 143."""
-    from harness.interrupts import Terminated, cancel_on_sigterm
+    from harness.interrupts import EXIT_TERMINATED, Terminated, cancel_on_sigterm
 
     try:
         return asyncio.run(cancel_on_sigterm(work))
     except Terminated:
         print("terminated (SIGTERM): stacks stopped, nothing written", file=sys.stderr)
-        sys.exit(143)
+        sys.exit(EXIT_TERMINATED)

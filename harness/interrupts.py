@@ -14,6 +14,8 @@ T = TypeVar("T")
 
 #: Exit status after SIGTERM, as a shell reports a process killed by it (128 + 15).
 EXIT_TERMINATED = 128 + signal.SIGTERM
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
 class Terminated(Exception):
@@ -40,3 +42,10 @@ async def cancel_on_sigterm(work: Coroutine[Any, Any, T]) -> T:
         raise
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def stopped_by(exc: KeyboardInterrupt | Terminated) -> tuple[str, int]:
+    """What stopped the command, for its last message, and the exit status to leave with."""
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from harness.checks.result import EXIT_CODES, combine
-from harness.interrupts import EXIT_TERMINATED, Terminated, cancel_on_sigterm
+from harness.interrupts import Terminated, cancel_on_sigterm, stopped_by
 from harness.report.run_dir import RunReport
 from harness.report.tables import sla_table_text
 from harness.run_catalogue import write_catalogue
@@ -125,10 +125,10 @@ def run_command(
             _print_result(report)
     except (KeyboardInterrupt, Terminated) as exc:
         view.clear()
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        how, exit_status = stopped_by(exc)
         click.echo(f"{how}: faults undone, stack stopped, journal kept", err=True)
         _catalogue(report_dir, reports, scenarios)
-        sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else 130)
+        sys.exit(exit_status)
     _catalogue(report_dir, reports, scenarios)
     verdict = combine(None if r.verdict == "unknown" else r.verdict == "pass" for r in reports)
     sys.exit(EXIT_CODES[verdict])

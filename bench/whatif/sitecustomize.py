@@ -4,10 +4,6 @@
 ``OUTLAST_BENCH_WHATIF`` for every process of its stack, so each process imports this module at
 start-up and applies them. They measure what a change *would* give before anyone makes it:
 
-* ``coalesce``: the tunnel connection writes once per event-loop iteration instead of once per
-  frame (``reference/wire/connection.py`` ``TunnelConnection._flush``); closing paths still flush
-  at once. The reference does this itself since the overhead measurement of issue 9 (it has
-  ``TunnelConnection._flush_now``); the experiment is then a no-op, kept so older trees compare.
 * ``uvloop``: the libuv event loop instead of asyncio's (needs ``pip install uvloop``).
 * ``backlog``: listening sockets get a backlog of 4096 (the kernel's ``somaxconn`` here) where
   the caller gives none — asyncio's default is 100 — e.g. the edge's tunnel listener
@@ -15,6 +11,9 @@ start-up and applies them. They measure what a change *would* give before anyone
 * ``heartbeat_wakeups``: each tunnel connection's heartbeat task sleeps until its next deadline
   (PING due or silence timeout) instead of waking at least every 0.25 s (``MAX_TICK`` in
   ``reference/wire/connection.py``).
+
+An experiment that is adopted moves into the reference and leaves this file (``coalesce``, one
+write per event-loop iteration, is now ``TunnelConnection._flush`` itself).
 """
 
 from __future__ import annotations
@@ -26,34 +25,6 @@ import sys
 from typing import Any
 
 EXPERIMENTS = {e.strip() for e in os.environ.get("OUTLAST_BENCH_WHATIF", "").split(",") if e}
-
-
-def _coalesce_writes() -> None:
-    from reference.wire import connection
-
-    cls: Any = connection.TunnelConnection
-    if hasattr(cls, "_flush_now"):
-        return  # the reference coalesces its writes already
-    flush_now = cls._flush
-    connection_over = cls._connection_over
-
-    def flush_soon(self: Any) -> None:
-        if getattr(self, "_whatif_flush_pending", False):
-            return
-        self._whatif_flush_pending = True
-
-        def run() -> None:
-            self._whatif_flush_pending = False
-            flush_now(self)
-
-        asyncio.get_running_loop().call_soon(run)
-
-    def over(self: Any, reason: str, *, abort: bool) -> None:
-        flush_now(self)
-        connection_over(self, reason, abort=abort)
-
-    cls._flush = flush_soon
-    cls._connection_over = over
 
 
 def _uvloop() -> None:
@@ -85,7 +56,5 @@ if "backlog" in EXPERIMENTS:
     _backlog()
 if "heartbeat_wakeups" in EXPERIMENTS:
     _heartbeat_wakeups()
-if "coalesce" in EXPERIMENTS:
-    _coalesce_writes()
 if "uvloop" in EXPERIMENTS:
     _uvloop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from harness.checks.result import EXIT_CODES
-from harness.interrupts import EXIT_TERMINATED, Terminated, cancel_on_sigterm
+from harness.interrupts import Terminated, cancel_on_sigterm, stopped_by
 
 
 @click.command("explore")
@@ -120,9 +120,9 @@ def explore_command(
     try:
         result: ExplorationResult = asyncio.run(cancel_on_sigterm(explore(envelope, options)))
     except (KeyboardInterrupt, Terminated) as exc:
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        how, status = stopped_by(exc)
         click.echo(f"{how}: faults undone, stack stopped, explore.json written", err=True)
-        sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else 130)
+        sys.exit(status)
     _print_summary(result)
     sys.exit(result.exit_code)
 
