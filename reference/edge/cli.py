@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reference.addresses import HostPort
+from reference.addresses import HostPort, parse_hostport
 from reference.edge.server import EdgeConfig, EdgeServer
 from reference.logs import configure_logging, log_event
 from reference.wire import HeartbeatConfig
@@ -98,6 +98,22 @@ Address = tuple[str, int]
     show_default=True,
     help="Seconds to wait for the control plane on a legacy registration.",
 )
+@click.option(
+    "--peer-listen",
+    type=HostPort(),
+    default=None,
+    help="Listener for the other PoPs (requests they forward here, and this PoP's "
+    "registration summary), HOST:PORT.",
+)
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    metavar="POP=HOST:PORT",
+    help="A peer PoP and the address of its peer listener (in a stack: the pop-<this>-<peer> "
+    "fault-proxy link). Repeatable. Requests for a tunnel with no connection here are "
+    "forwarded to a peer that holds one.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     pop: str,
@@ -114,6 +130,8 @@ def serve_command(
     unknown_tunnel_retry_after: float,
     api: Address | None,
     legacy_api_timeout: float,
+    peer_listen: Address | None,
+    peers: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run an edge PoP: authenticates tunnel registrations from its local configuration cache,
@@ -123,6 +141,7 @@ def serve_command(
         heartbeat = HeartbeatConfig(interval=heartbeat_interval, timeout=heartbeat_timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    peer_addresses = _parse_peers(pop, peers)
     config = EdgeConfig(
         pop=pop,
         tunnel_listen=tunnel_listen,
@@ -137,6 +156,8 @@ def serve_command(
         unknown_tunnel_retry_after=unknown_tunnel_retry_after,
         api=api,
         legacy_api_timeout=legacy_api_timeout,
+        peer_listen=peer_listen,
+        peers=peer_addresses,
     )
     try:
         asyncio.run(_run(config))
@@ -144,6 +165,24 @@ def serve_command(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"edge {pop} could not start: {exc}") from None
+
+
+def _parse_peers(pop: str, values: tuple[str, ...]) -> dict[str, Address]:
+    """``--peer POP=HOST:PORT`` values as a mapping; click errors name the bad value."""
+    peers: dict[str, Address] = {}
+    for value in values:
+        name, sep, address = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r}: expected POP=HOST:PORT", param_hint="--peer")
+        if name == pop:
+            raise click.BadParameter(f"{value!r}: a PoP is not its own peer", param_hint="--peer")
+        if name in peers:
+            raise click.BadParameter(f"peer {name!r} given twice", param_hint="--peer")
+        try:
+            peers[name] = parse_hostport(address)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--peer") from None
+    return peers
 
 
 async def _run(config: EdgeConfig) -> None:

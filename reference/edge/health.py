@@ -24,6 +24,7 @@ class Readiness:
     broker_connected: Callable[[], bool]
     subscribed_once: Callable[[], bool]
     connections: Callable[[], int]
+    peers: Callable[[], dict[str, Any]] = dict
 
     def state(self) -> dict[str, Any]:
         ready = self.config_version() > 0 or self.subscribed_once()
@@ -33,6 +34,7 @@ class Readiness:
             "config_version": self.config_version(),
             "broker_connected": self.broker_connected(),
             "connections": self.connections(),
+            "peers": self.peers(),
         }
 
 

@@ -137,6 +137,19 @@ class EdgeMetrics:
             ["transport", "rcode"],
             registry=self.registry,
         )
+        self.forwarded = Counter(
+            "outlast_edge_forwarded_requests",
+            "Visitor requests this PoP had no connection for and forwarded to a peer PoP, by "
+            "peer and outcome (ok: the peer answered; unreachable: the peer could not be used)",
+            ["peer", "outcome"],
+            registry=self.registry,
+        )
+        self.served_for_peers = Counter(
+            "outlast_edge_served_for_peer_requests",
+            "Requests a peer PoP forwarded here, by the PoP they came from",
+            ["peer"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveStateCollector(self))
 
     def render(self) -> bytes:

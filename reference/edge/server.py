@@ -24,6 +24,7 @@ from reference.edge.config_sync import ConfigSync
 from reference.edge.connections import ConnectionRegistry, LiveConnection, utc_now_iso
 from reference.edge.dns_answers import DnsIdentity
 from reference.edge.dns_server import DnsServer
+from reference.edge.forwarding import PeerForwarder
 from reference.edge.health import Readiness, health_application, health_routes
 from reference.edge.legacy_registration import (
     DEFAULT_LEGACY_API_TIMEOUT,
@@ -31,6 +32,12 @@ from reference.edge.legacy_registration import (
     unavailable,
 )
 from reference.edge.metrics import EdgeMetrics
+from reference.edge.peers import (
+    REGISTRATIONS_PATH,
+    PeerDirectory,
+    RegistrationBoard,
+    RegistrationPoller,
+)
 from reference.edge.registration import (
     DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER,
     RegistrationDecision,
@@ -74,6 +81,13 @@ class EdgeConfig:
     #: only; without it legacy registrations are refused permanently.
     api: Address | None = None
     legacy_api_timeout: float = DEFAULT_LEGACY_API_TIMEOUT
+    #: Listener for the other PoPs: requests they forward here, and this PoP's registration
+    #: summary (``reference.edge.peers``).
+    peer_listen: Address | None = None
+    #: Peer PoPs by name -> the address that reaches their peer listener (the
+    #: ``pop-<this>-<peer>`` fault-proxy link in a stack).
+    peers: dict[str, Address] = field(default_factory=dict)
+    peer_poll_wait: float = 5.0
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -114,6 +128,9 @@ class EdgeServer:
         self.visitor_port = config.visitor_listen[1]
         self.dns_port = config.dns_listen[1]
         self.metrics_port = config.metrics_listen[1] if config.metrics_listen else None
+        self.peer_port = config.peer_listen[1] if config.peer_listen else None
+        self.board = RegistrationBoard(config.pop, self.connections.counts_by_tunnel)
+        self.peers = PeerDirectory(tuple(sorted(config.peers)))
         self._stopping = False
         self._stack = contextlib.AsyncExitStack()
         self._tunnel_server: asyncio.Server | None = None
@@ -159,6 +176,7 @@ class EdgeServer:
                 )
             )
         self.connections.on_change(sync.snapshot_changed)
+        self.connections.on_change(self.board.changed)
         sync_task = asyncio.create_task(sync.run(), name="edge-config-sync")
         self._stack.push_async_callback(self._stop_sync, sync_task)
 
@@ -180,8 +198,15 @@ class EdgeServer:
             broker_connected=lambda: sync.connected,
             subscribed_once=sync.subscribed.is_set,
             connections=lambda: len(self.connections),
+            peers=lambda: self.peers.snapshot(asyncio.get_running_loop().time()),
         )
         routes = health_routes(metrics, readiness)
+        forwarder = None
+        if cfg.peers:
+            forwarder = await self._stack.enter_async_context(PeerForwarder(self.pop, cfg.peers))
+            await self._stack.enter_async_context(
+                RegistrationPoller(self.pop, cfg.peers, self.peers, wait=cfg.peer_poll_wait)
+            )
         proxy = VisitorProxy(
             self.pop,
             self.cache,
@@ -189,7 +214,13 @@ class EdgeServer:
             metrics,
             settings=cfg.visitor,
             local_routes=routes,
+            peers=self.peers,
+            forwarder=forwarder,
         )
+        if cfg.peer_listen is not None:
+            self.peer_port = await self._serve_http(
+                proxy.peer_application({REGISTRATIONS_PATH: self.board.handle}), cfg.peer_listen
+            )
         self.visitor_port = await self._serve_http(proxy.application(), cfg.visitor_listen)
         if cfg.metrics_listen is not None:
             self.metrics_port = await self._serve_http(
@@ -216,6 +247,8 @@ class EdgeServer:
             metrics_listen=(
                 f"{cfg.metrics_listen[0]}:{self.metrics_port}" if cfg.metrics_listen else None
             ),
+            peer_listen=f"{cfg.peer_listen[0]}:{self.peer_port}" if cfg.peer_listen else None,
+            peers=",".join(f"{p}={h}:{port}" for p, (h, port) in sorted(cfg.peers.items())),
             broker=f"{cfg.broker[0]}:{cfg.broker[1]}",
             api=f"{cfg.api[0]}:{cfg.api[1]}" if cfg.api else None,
             config_version=self.cache.version,

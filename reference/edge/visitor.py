@@ -5,8 +5,15 @@ Routing and errors (table in docs/edge.md):
 1. Host not in a live zone, or no live record for it          -> 404, error_code 1001
 2. record does not point at a tunnel                           -> 404, error_code 1002
 3. tunnel unknown to this edge or deleted                      -> 530, error_code 1016
-4. tunnel has no registered connection at this PoP             -> 530, error_code 1033
+4. no registered connection at this PoP, and no reachable peer
+   PoP holds one                                               -> 530, error_code 1033
 5. every connection tried failed before the response started   -> 502, error_code 1035
+
+A PoP without a connection of the tunnel forwards the request (and WebSocket upgrades) to a
+reachable peer PoP that holds one (``reference.edge.forwarding``; who holds what is learnt from
+the peers themselves, ``reference.edge.peers``); a request forwarded to it is served from its own
+connections only. When every local connection failed before the response and the request is
+safe to resend, the peers are tried too.
 
 A request is retried on another connection of the same tunnel when the stream could not even be
 opened (nothing was sent), or when it is idempotent (GET, HEAD, OPTIONS, PUT, DELETE, TRACE)
@@ -29,7 +36,9 @@ from reference import defects
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_models import normalize_name
 from reference.edge.connections import ConnectionRegistry, LiveConnection
+from reference.edge.forwarding import PeerForwarder, PeerUnreachable
 from reference.edge.metrics import EdgeMetrics
+from reference.edge.peers import FORWARDED_FROM_HEADER, PeerDirectory
 from reference.edge.request_body import DEFAULT_REPLAY_LIMIT, ReplayableBody
 from reference.edge.visitor_errors import (
     CONNECTION_HEADER,
@@ -41,6 +50,7 @@ from reference.edge.visitor_errors import (
     RESPONSE_TIMEOUT,
     TUNNEL_CONNECTION_FAILED,
     TUNNEL_NOT_FOUND,
+    TUNNEL_POP_HEADER,
     VisitorError,
     error_response,
 )
@@ -94,6 +104,15 @@ class _Route:
         self.tunnel_id = tunnel_id
 
 
+@dataclass(frozen=True)
+class _LocalFailure:
+    """Every connection tried at this PoP failed before the response started."""
+
+    error: str
+    retry_safe: bool  # nothing that cannot be replayed was sent: another PoP may try
+    tried: int
+
+
 def is_local_host(host: str) -> bool:
     """True for an IP literal or ``localhost``: requests to the edge itself, not to a tunnel."""
     if host == "localhost":
@@ -125,6 +144,8 @@ class VisitorProxy:
         *,
         settings: VisitorSettings | None = None,
         local_routes: dict[str, LocalHandler] | None = None,
+        peers: PeerDirectory | None = None,
+        forwarder: PeerForwarder | None = None,
     ) -> None:
         self.pop = pop
         self.cache = cache
@@ -134,10 +155,22 @@ class VisitorProxy:
         if defects.enabled("edge.short_response_timeout"):
             self.settings = replace(self.settings, response_timeout=0.5)  # planted defect
         self.local_routes = local_routes or {}
+        self.peers = peers
+        self.forwarder = forwarder
 
     def application(self) -> web.Application:
+        """The visitor listener's application."""
         app = web.Application(client_max_size=2**40)
         app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def peer_application(self, extra: dict[str, LocalHandler]) -> web.Application:
+        """The peer listener's application: ``extra`` routes (the registration summary), and
+        every other path a request forwarded by a peer PoP."""
+        app = web.Application(client_max_size=2**40)
+        for path, handler in extra.items():
+            app.router.add_get(path, handler)
+        app.router.add_route("*", "/{tail:.*}", self.handle_forwarded)
         return app
 
     # ---- routing -----------------------------------------------------------------------------
@@ -150,17 +183,72 @@ class VisitorProxy:
         local = self.local_routes.get(request.path) if is_local_host(host) else None
         if local is not None:
             return await local(request)
-        response = await self._handle(request, host)
+        response = await self._handle(request, host, forwarded_from=None)
         self.metrics.visitor_requests.labels(status=str(response.status)).inc()
         return response
 
-    async def _handle(self, request: web.Request, host: str) -> web.StreamResponse:
+    async def handle_forwarded(self, request: web.Request) -> web.StreamResponse:
+        """Entry point of the peer listener: a request another PoP forwarded here. It is served
+        from this PoP's own connections only (never forwarded again)."""
+        peer = request.headers.get(FORWARDED_FROM_HEADER, "")
+        if not peer:
+            return self._error(
+                MISSING_HOST, f"the peer listener takes only requests with {FORWARDED_FROM_HEADER}"
+            )
+        self.metrics.served_for_peers.labels(peer=peer).inc()
+        host = split_host(request.headers.get("Host", ""))
+        return await self._handle(request, host, forwarded_from=peer)
+
+    async def _handle(
+        self, request: web.Request, host: str, forwarded_from: str | None
+    ) -> web.StreamResponse:
         if not host:
             return self._error(MISSING_HOST, "the request has no Host header")
         route = self._route(host)
         if isinstance(route, web.Response):
             return route
-        return await self._forward(request, host, route.tunnel_id)
+        tunnel_id = route.tunnel_id
+        websocket = (
+            request.method == "GET"
+            and request.headers.get("Upgrade", "").lower() == "websocket"
+            and "upgrade" in request.headers.get("Connection", "").lower()
+        )
+        has_body = request.body_exists and not websocket
+        body = ReplayableBody(request.content, self.settings.replay_limit) if has_body else None
+        failure: _LocalFailure | None = None
+        if self.connections.for_tunnel(tunnel_id):
+            served = await self._serve_local(request, host, tunnel_id, websocket, body)
+            if not isinstance(served, _LocalFailure):
+                return served
+            failure = served
+            if not failure.retry_safe:
+                return self._connection_failed(tunnel_id, failure)
+        if forwarded_from is None and self.forwarder is not None and self.peers is not None:
+            for peer in self.peers.holders(tunnel_id):
+                if body is not None and not body.replayable:
+                    break
+                try:
+                    if websocket:
+                        response = await self.forwarder.forward_websocket(request, peer)
+                    else:
+                        response = await self.forwarder.forward_http(request, peer, body)
+                except PeerUnreachable as exc:
+                    self.metrics.forwarded.labels(peer=peer, outcome="unreachable").inc()
+                    log_event(
+                        logger,
+                        "could not forward to peer PoP",
+                        logging.WARNING,
+                        tunnel_id=tunnel_id,
+                        peer=peer,
+                        error=str(exc),
+                    )
+                    failure = _LocalFailure(str(exc), retry_safe=True, tried=0)
+                    continue
+                self.metrics.forwarded.labels(peer=peer, outcome="ok").inc()
+                return response
+        if failure is None or not failure.tried:
+            return self._no_connection(tunnel_id)
+        return self._connection_failed(tunnel_id, failure)
 
     def _route(self, host: str) -> _Route | web.Response:
         record = self.cache.route_record(host) if self.cache.zone_for(host) else None
@@ -186,27 +274,34 @@ class VisitorProxy:
                 TUNNEL_NOT_FOUND,
                 f"tunnel {tunnel_id} for {host} was deleted; route the hostname to another tunnel",
             )
-        if not self.connections.for_tunnel(tunnel_id):
-            return self._no_connection(tunnel_id)
         return _Route(tunnel_id)
 
     def _no_connection(self, tunnel_id: str) -> web.Response:
+        where = f"at this edge ({self.pop})"
+        if self.peers is not None and self.peers.peers:
+            where += " nor at any PoP it can reach"
         return self._error(
             NO_ACTIVE_CONNECTION,
-            f"tunnel {tunnel_id} has no active connection at this edge ({self.pop}); "
-            "is its connector running?",
+            f"tunnel {tunnel_id} has no active connection {where}; is its connector running?",
+        )
+
+    def _connection_failed(self, tunnel_id: str, failure: _LocalFailure) -> web.Response:
+        return self._error(
+            TUNNEL_CONNECTION_FAILED,
+            f"tunnel {tunnel_id}: the connection failed before the origin answered "
+            f"({failure.tried} tried; last error: {failure.error})",
         )
 
     def _error(self, kind: VisitorError, message: str) -> web.Response:
         return error_response(kind, message, self.pop)
 
-    # ---- forwarding --------------------------------------------------------------------------
+    # ---- serving from this PoP's connections ---------------------------------------------------
 
     def _stream_request(self, request: web.Request, host: str, websocket: bool) -> StreamRequest:
         headers: Headers = [
             (name.lower(), value)
             for name, value in request.headers.items()
-            if name.lower() not in HOP_BY_HOP
+            if name.lower() not in HOP_BY_HOP and name.lower() != FORWARDED_FROM_HEADER.lower()
         ]
         peer = request.remote or ""
         forwarded = request.headers.get("X-Forwarded-For")
@@ -223,18 +318,22 @@ class VisitorProxy:
             websocket=websocket,
         )
 
-    async def _forward(self, request: web.Request, host: str, tunnel_id: str) -> web.StreamResponse:
-        websocket = (
-            request.method == "GET"
-            and request.headers.get("Upgrade", "").lower() == "websocket"
-            and "upgrade" in request.headers.get("Connection", "").lower()
-        )
+    async def _serve_local(
+        self,
+        request: web.Request,
+        host: str,
+        tunnel_id: str,
+        websocket: bool,
+        body: ReplayableBody | None,
+    ) -> web.StreamResponse | _LocalFailure:
+        """Serve through this PoP's connections, retrying on another one when that is safe.
+        Returns the response, or why every connection tried failed before the response."""
         stream_request = self._stream_request(request, host, websocket)
-        has_body = request.body_exists and not websocket
-        body = ReplayableBody(request.content, self.settings.replay_limit) if has_body else None
+        has_body = body is not None
         idempotent = request.method in IDEMPOTENT_METHODS
         tried: set[str] = set()
-        last_error = "no connection was tried"
+        last_error = "no usable connection"
+        retry_safe = True
         for attempt in range(self.settings.max_attempts):
             connection = self.connections.pick(tunnel_id, tried)
             if connection is None:
@@ -273,19 +372,14 @@ class VisitorProxy:
                     )
                     if idempotent and (body is None or body.replayable):
                         continue
+                    retry_safe = False
                     break
                 if websocket and status == 101:
                     return await self._relay_websocket(request, stream, headers, connection)
                 return await self._relay_response(
                     request, stream, status, headers, connection, pump
                 )
-        if not tried:
-            return self._no_connection(tunnel_id)
-        return self._error(
-            TUNNEL_CONNECTION_FAILED,
-            f"tunnel {tunnel_id}: the connection failed before the origin answered "
-            f"({len(tried)} tried; last error: {last_error})",
-        )
+        return _LocalFailure(last_error, retry_safe=retry_safe, tried=len(tried))
 
     async def _response_head(
         self, stream: EdgeStream, body: ReplayableBody | None
@@ -337,6 +431,7 @@ class VisitorProxy:
             if name.lower() not in HOP_BY_HOP:
                 response.headers.add(name, value)
         response.headers[POP_HEADER] = self.pop
+        response.headers[TUNNEL_POP_HEADER] = self.pop
         response.headers[CONNECTION_HEADER] = connection.connection_id
         try:
             await response.prepare(request)
@@ -380,6 +475,7 @@ class VisitorProxy:
             autoping=True,
         )
         ws.headers[POP_HEADER] = self.pop
+        ws.headers[TUNNEL_POP_HEADER] = self.pop
         ws.headers[CONNECTION_HEADER] = connection.connection_id
         await ws.prepare(request)
 

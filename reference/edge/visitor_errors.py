@@ -11,6 +11,9 @@ from aiohttp import web
 
 POP_HEADER = "X-Outlast-Pop"
 CONNECTION_HEADER = "X-Outlast-Connection"
+#: The PoP whose tunnel connection carried the request (differs from ``X-Outlast-Pop``, the PoP
+#: the visitor reached, when that PoP forwarded the request to a peer).
+TUNNEL_POP_HEADER = "X-Outlast-Tunnel-Pop"
 
 
 @dataclass(frozen=True)
