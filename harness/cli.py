@@ -13,6 +13,7 @@ serve = LazyGroup(
         "controlplane": "reference.controlplane.cli:serve_command",
         "broker": "reference.broker.cli:serve_command",
         "edge": "reference.edge.cli:serve_command",
+        "anycast": "reference.anycast.cli:serve_command",
         "origin": "reference.origin.cli:serve_command",
         "faultproxy": "harness.faultproxy.cli:serve_command",
     },
