@@ -33,7 +33,7 @@ import pytest
 
 from harness.faultproxy.client import FaultProxyClient
 from harness.journal import History, Journal
-from harness.probes.visitors import VisitorProbe, VisitorTarget
+from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
 from harness.stack.local import LocalStack
 from harness.stack.topology import Topology
 
@@ -67,7 +67,8 @@ class RunningStack:
         return self.stack.topology
 
     def visitor_url(self, pop: str | None = None) -> str:
-        return self.stack.visitor_url(pop or self.topology.pops[0])
+        """The edge network's anycast visitor address, or one PoP's own address."""
+        return self.stack.visitor_url(pop) if pop else str(self.endpoints["visitor_url"])
 
     def stop(self, component: str) -> None:
         self.call(self.stack.stop(component))
@@ -188,7 +189,8 @@ class Traffic:
         hostname: str | None = None,
         timeout: float = 10.0,
     ) -> httpx.Response:
-        """One GET as a visitor of ``hostname`` (default: the first tunnel's) at ``pop``."""
+        """One GET as a visitor of ``hostname`` (default: the first tunnel's) through the
+        anycast entry, or at one ``pop``'s own address."""
         host = hostname or self.stack.topology.tunnels[0].hostname
         return httpx.get(
             self.stack.visitor_url(pop) + path,
@@ -204,19 +206,25 @@ class Traffic:
         *,
         mix: dict[str, float] | None = None,
         seed: int = 0,
+        pops: tuple[str, ...] = (),
     ) -> TrafficResult:
-        """Send visitor requests at ``rate``/s for ``seconds`` and judge every answer."""
+        """Send visitor requests at ``rate``/s for ``seconds`` and judge every answer: through
+        the anycast entry, or round robin over the own addresses of ``pops``."""
         self.runs += 1
         path = self.workdir / f"traffic-{self.runs}.jsonl"
         endpoints = self.stack.endpoints
         targets = [VisitorTarget(t["hostname"], t["name"], t["id"]) for t in endpoints["tunnels"]]
-        pops = {pop: info["visitor_url"] for pop, info in endpoints["pops"].items()}
+        entries = (
+            {pop: endpoints["pops"][pop]["visitor_url"] for pop in pops}
+            if pops
+            else {ANYCAST: endpoints["visitor_url"]}
+        )
 
         async def burst() -> VisitorProbe:
             with Journal(path) as journal:
                 probe = VisitorProbe(
                     journal,
-                    pops=pops,
+                    entries=entries,
                     targets=targets,
                     rate=rate,
                     mix=mix or {"get": 1.0},

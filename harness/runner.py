@@ -27,12 +27,12 @@ from harness.journal import Journal, TunnelInfo
 from harness.probes.dns import DnsProbe
 from harness.probes.management import ManagementProbe
 from harness.probes.metrics import MetricsProbe, ScrapeTarget
-from harness.probes.visitors import VisitorProbe, VisitorTarget
+from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
 from harness.report.run_dir import RunReport, write_report
 from harness.scenario import Scenario, TimelineEntry, save_scenario
 from harness.stack.base import Stack
 from harness.stack.local import LocalStack
-from harness.stack.topology import Topology, TunnelSpec
+from harness.stack.topology import Topology
 
 Progress = Callable[[str], None]
 STATUS_INTERVAL = 0.5  # seconds between two RunStatus reports
@@ -77,12 +77,7 @@ class RunOptions:
 
 def topology_of(scenario: Scenario) -> Topology:
     """The stack shape a scenario asks for."""
-    spec = scenario.stack
-    return Topology(
-        pops=tuple(spec.pops),
-        tunnels=tuple(TunnelSpec(t.name, t.hostname, t.kind) for t in spec.tunnels),
-        zone=spec.zone,
-    )
+    return scenario.stack.topology()
 
 
 def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stack:
@@ -235,7 +230,11 @@ class ScenarioRun:
     def _probes(self, endpoints: dict[str, Any], tunnels: dict[str, Any]) -> list[Any]:
         traffic = self.scenario.traffic
         hostnames = set(traffic.hostnames or [t["hostname"] for t in tunnels.values()])
-        pops = traffic.pops or tuple(endpoints["pops"])
+        if traffic.entry == "pops":
+            pops = traffic.pops or tuple(endpoints["pops"])
+            entries = {pop: endpoints["pops"][pop]["visitor_url"] for pop in pops}
+        else:
+            entries = {ANYCAST: endpoints["visitor_url"]}
         targets = [
             VisitorTarget(t["hostname"], name, t["id"] or "")
             for name, t in sorted(tunnels.items())
@@ -243,7 +242,7 @@ class ScenarioRun:
         ]
         self.visitors = VisitorProbe(
             self.journal,
-            pops={pop: endpoints["pops"][pop]["visitor_url"] for pop in pops},
+            entries=entries,
             targets=targets,
             rate=traffic.rate,
             mix=traffic.mix.model_dump(),
@@ -254,16 +253,18 @@ class ScenarioRun:
         probes: list[Any] = [self.visitors]
         if traffic.dns_interval:
             servers = {}
-            for pop, info in endpoints["pops"].items():
-                host, _, port = info["dns"].rpartition(":")
-                servers[pop] = (host, int(port))
+            dns = {ANYCAST: endpoints["dns"]} | {p: i["dns"] for p, i in endpoints["pops"].items()}
+            for name, address in dns.items():
+                host, _, port = address.rpartition(":")
+                servers[name] = (host, int(port))
             probes.append(
                 DnsProbe(self.journal, servers, sorted(hostnames), float(traffic.dns_interval))
             )
         if traffic.metrics_interval:
             scrape = [
-                ScrapeTarget("connector", f"connector-{name}", t["metrics_url"], name)
+                ScrapeTarget("connector", component, urls["metrics_url"], name)
                 for name, t in tunnels.items()
+                for component, urls in t["connectors"].items()
             ]
             scrape += [
                 ScrapeTarget("edge", f"edge-{pop}", info["metrics_url"], pop)

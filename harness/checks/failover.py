@@ -14,7 +14,12 @@ from pydantic import Field
 from harness.checks.params import FaultScopedParams, scoped_tunnels, selected_faults
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
-from harness.checks.samples import connector_samples, ha_connections, locations
+from harness.checks.samples import (
+    connector_samples,
+    connector_sources,
+    ha_connections,
+    locations,
+)
 from harness.journal.history import NS_PER_S, FaultWindow, History
 from harness.scenario.durations import Duration, format_duration
 
@@ -89,15 +94,21 @@ def failover_within(history: History, params: FailoverWithinParams) -> CheckResu
             during = [
                 s for s in connector_samples(history, tunnel) if window.start_t <= s.t <= stop
             ]
-            found = next(
-                (
-                    s
-                    for s in during
-                    if ha_connections(s) >= wanted and not set(locations(s)) & set(avoid)
-                ),
-                None,
-            )
-            found_t = None if found is None else found.t
+            # Failed over once every replica holds its connections away from the cut-off PoPs.
+            firsts = [
+                next(
+                    (
+                        s.t
+                        for s in during
+                        if s.source == source
+                        and ha_connections(s) >= wanted
+                        and not set(locations(s)) & set(avoid)
+                    ),
+                    None,
+                )
+                for source in connector_sources(history, tunnel)
+            ]
+            found_t = None if None in firsts else max(t for t in firsts if t is not None)
             row["failover_s"] = (
                 None if found_t is None else round((found_t - window.start_t) / NS_PER_S, 3)
             )

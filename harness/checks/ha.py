@@ -9,7 +9,13 @@ from pydantic import Field
 from harness.checks.params import FaultScopedParams, scoped_tunnels, selected_faults
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
-from harness.checks.samples import connector_samples, edge_connections, ha_connections, locations
+from harness.checks.samples import (
+    connector_samples,
+    connector_sources,
+    edge_connections,
+    ha_connections,
+    locations,
+)
 from harness.journal.history import History
 
 
@@ -25,9 +31,10 @@ class HaRestoredParams(FaultScopedParams):
 def ha_restored(history: History, params: HaRestoredParams) -> CheckResult:
     """The last sample after the last heal shows full HA connections spread over PoPs.
 
-    From connector samples (``ha_connections``, ``locations``) or, with ``source: edge``, from
-    the last sample of every edge (registered connections per tunnel). Undecided when a
-    selected fault was never undone or no sample follows the last heal.
+    From the connector samples of every replica (``ha_connections``, ``locations``) or, with
+    ``source: edge``, from the last sample of every edge (registered connections per tunnel,
+    all replicas together). Undecided when a selected fault was never undone or no sample
+    follows the last heal.
     """
     name = "ha_restored"
     run = history.run
@@ -43,10 +50,20 @@ def ha_restored(history: History, params: HaRestoredParams) -> CheckResult:
     if not tunnels:
         return CheckResult(name, None, "no tunnels in scope")
     rows: list[dict[str, Any]] = []
-    for tunnel in tunnels:
+    subjects = [
+        (tunnel, source)
+        for tunnel in tunnels
+        for source in (
+            connector_sources(history, tunnel) if params.source == "connector" else [None]
+        )
+    ]
+    replicated = len(subjects) > len(tunnels)
+    for tunnel, source in subjects:
         row: dict[str, Any] = {"tunnel": tunnel}
-        if params.source == "connector":
-            samples = [s for s in connector_samples(history, tunnel) if s.t >= last_heal]
+        if source is not None and replicated:
+            row["tunnel"] = f"{tunnel} ({source})"
+        if source is not None:
+            samples = [s for s in connector_samples(history, tunnel, source) if s.t >= last_heal]
             if not samples:
                 row["state"] = "undecided"
                 rows.append(row)

@@ -15,8 +15,9 @@ from harness.checks.params import (
 )
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
-from harness.checks.samples import connector_samples, ha_connections
+from harness.checks.samples import connector_samples, connector_sources, ha_connections
 from harness.journal.history import NS_PER_S, History
+from harness.journal.records import SampleRecord
 from harness.scenario.durations import Duration, format_duration
 
 Status = Literal["ok", "late", "censored", "undecided"]
@@ -73,9 +74,15 @@ def reconnect_within(history: History, params: ReconnectWithinParams) -> CheckRe
     ha_bound = round((params.ha_bound or params.bound) * NS_PER_S)
     ops = scoped_operations(history, params)
     rows: list[dict[str, Any]] = []
+
+    def full(sample: SampleRecord) -> bool:
+        return ha_connections(sample) >= expected_ha
+
     for tunnel in tunnels:
         served_ops = [op for op in ops if op.phase == "ok" and history.tunnel_of(op) == tunnel]
-        samples = connector_samples(history, tunnel)
+        sources = connector_sources(history, tunnel)
+        replicas = [connector_samples(history, tunnel, source) for source in sources]
+        samples = [s for replica in replicas for s in replica]
         for heal in heals:
             healed = heal.stop_t
             assert healed is not None
@@ -90,11 +97,12 @@ def reconnect_within(history: History, params: ReconnectWithinParams) -> CheckRe
                 "served": _judge(served_t, healed, bound, starts, history.end_t),
             }
             if params.require_ha:
-                full = next(
-                    (s for s in samples if s.t >= healed and ha_connections(s) >= expected_ha),
-                    None,
-                )
-                full_t = None if full is None else full.t
+                # Full HA once every replica is back at its HA connections.
+                firsts = [
+                    next((s.t for s in replica if s.t >= healed and full(s)), None)
+                    for replica in replicas
+                ]
+                full_t = None if None in firsts else max(t for t in firsts if t is not None)
                 row["ha_s"] = _seconds(None if full_t is None else full_t - healed)
                 row["ha"] = (
                     _judge(full_t, healed, ha_bound, starts, history.end_t)

@@ -11,13 +11,24 @@ from harness.journal.history import History
 from harness.journal.records import SampleRecord
 
 
-def connector_samples(history: History, tunnel: str) -> list[SampleRecord]:
-    """Successful scrapes of ``tunnel``'s connector, in time order."""
+def connector_samples(
+    history: History, tunnel: str, source: str | None = None
+) -> list[SampleRecord]:
+    """Successful scrapes of ``tunnel``'s connectors (of one replica, ``source``, if given),
+    in time order."""
     return [
         s
         for s in history.samples_of("connector")
-        if s.value.get("tunnel") == tunnel or s.source == f"connector-{tunnel}"
+        if (s.value.get("tunnel") == tunnel or s.source == f"connector-{tunnel}")
+        and (source is None or s.source == source)
     ]
+
+
+def connector_sources(history: History, tunnel: str) -> list[str]:
+    """The connector replicas of ``tunnel`` that were scraped (``connector-web``, ...); at least
+    the first one's name, so a tunnel with no samples still gets judged (as undecided)."""
+    found = sorted({s.source for s in connector_samples(history, tunnel)})
+    return found or [f"connector-{tunnel}"]
 
 
 def ha_connections(sample: SampleRecord) -> int:

@@ -1,5 +1,10 @@
 """Visitor traffic at a fixed rate: GET, POST with a body digest, WebSocket round trips.
 
+Requests go to one or more *entries*: ``anycast`` (the edge network's one visitor address, the
+default: what a real visitor uses) or a PoP's own visitor address (a diagnostic view). Which PoP
+the visitor reached and which PoP's tunnel connection served it are read off the response
+(``X-Outlast-Pop``, ``X-Outlast-Tunnel-Pop``) and recorded as ``pop`` and ``tunnel_pop``.
+
 Open loop: requests start on a fixed schedule whatever the previous ones are doing (so a slow
 system cannot slow the probe down and hide its own unavailability), bounded by ``max_in_flight``.
 Every request is an operation in the journal: ``invoke`` then ``ok`` (the right tunnel answered
@@ -26,6 +31,8 @@ from harness.journal import Journal
 
 KINDS = ("get", "post", "ws")
 FUNCTION = {"get": "http_get", "post": "http_post", "ws": "ws_roundtrip"}
+#: Entry name of the edge network's anycast visitor address.
+ANYCAST = "anycast"
 
 
 @dataclass(frozen=True)
@@ -38,13 +45,13 @@ class VisitorTarget:
 
 
 class VisitorProbe:
-    """Sends visitor requests through every PoP, round robin, at ``rate`` per second."""
+    """Sends visitor requests through every entry, round robin, at ``rate`` per second."""
 
     def __init__(
         self,
         journal: Journal,
         *,
-        pops: Mapping[str, str],
+        entries: Mapping[str, str],
         targets: Sequence[VisitorTarget],
         rate: float,
         mix: Mapping[str, float],
@@ -53,10 +60,10 @@ class VisitorProbe:
         seed: int = 0,
         max_in_flight: int = 200,
     ) -> None:
-        if not pops or not targets:
-            raise ValueError("a visitor probe needs at least one PoP and one target")
+        if not entries or not targets:
+            raise ValueError("a visitor probe needs at least one entry and one target")
         self.journal = journal
-        self.pops = dict(pops)  # pop -> visitor base URL
+        self.entries = dict(entries)  # "anycast" or a PoP name -> visitor base URL
         self.targets = list(targets)
         self.interval = 1.0 / rate
         weights = [max(0.0, float(mix.get(k, 0.0))) for k in KINDS]
@@ -74,20 +81,20 @@ class VisitorProbe:
         """Send requests on schedule until ``stop`` is set, then wait for those in flight."""
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-            pop_names = sorted(self.pops)
+            names = sorted(self.entries)
             started = time.monotonic()
             while not stop.is_set():
-                pop = pop_names[self.sent % len(pop_names)]
-                target = self.targets[(self.sent // len(pop_names)) % len(self.targets)]
+                entry = names[self.sent % len(names)]
+                target = self.targets[(self.sent // len(names)) % len(self.targets)]
                 kind = self.random.choices(self.kinds, self.weights)[0]
                 body = self.random.randbytes(self.body_size) if kind != "get" else b""
                 if self.slots.locked():
-                    op = self.journal.invoke("visitor", FUNCTION[kind], self._invoke(pop, target))
+                    op = self.journal.invoke("visitor", FUNCTION[kind], self._invoke(entry, target))
                     self.journal.complete(op, "fail", error="probe overloaded: too many in flight")
                     self.outcomes["fail"] += 1
                 else:
                     await self.slots.acquire()
-                    task = asyncio.create_task(self._one(session, kind, pop, target, body))
+                    task = asyncio.create_task(self._one(session, kind, entry, target, body))
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
                 self.sent += 1
@@ -101,36 +108,43 @@ class VisitorProbe:
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=self.timeout + 2)
 
-    def _invoke(self, pop: str, target: VisitorTarget) -> dict[str, Any]:
-        return {
-            "pop": pop,
+    def _invoke(self, entry: str, target: VisitorTarget) -> dict[str, Any]:
+        invoke: dict[str, Any] = {
+            "entry": entry,
             "hostname": target.hostname,
             "tunnel": target.tunnel,
             "request_id": uuid.uuid4().hex,
         }
+        if entry != ANYCAST:
+            invoke["pop"] = entry  # sent to this PoP's own address
+        return invoke
 
     async def _one(
         self,
         session: aiohttp.ClientSession,
         kind: str,
-        pop: str,
+        entry: str,
         target: VisitorTarget,
         body: bytes,
     ) -> None:
-        invoke = self._invoke(pop, target)
+        invoke = self._invoke(entry, target)
         op = self.journal.invoke("visitor", FUNCTION[kind], invoke)
         started = time.monotonic_ns()
         try:
             async with asyncio.timeout(self.timeout):
                 if kind == "ws":
-                    phase, value, error = await self._ws(session, pop, target, invoke, body)
+                    phase, value, error = await self._ws(session, entry, target, invoke, body)
                 else:
-                    phase, value, error = await self._http(session, kind, pop, target, invoke, body)
+                    phase, value, error = await self._http(
+                        session, kind, entry, target, invoke, body
+                    )
         except TimeoutError:
             phase, value, error = "info", {}, f"no answer within {self.timeout:g} s"
         except (aiohttp.ClientError, OSError) as exc:
             # The request never got an answer: refused, reset, or dropped mid-way.
             phase, value, error = "fail", {}, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a probe bug or an answer it cannot read: never an open invoke
+            phase, value, error = "fail", {}, f"probe could not judge the answer: {exc!r}"
         finally:
             self.slots.release()
         value["latency_ns"] = time.monotonic_ns() - started
@@ -141,24 +155,26 @@ class VisitorProbe:
         self,
         session: aiohttp.ClientSession,
         kind: str,
-        pop: str,
+        entry: str,
         target: VisitorTarget,
         invoke: dict[str, Any],
         body: bytes,
     ) -> tuple[str, dict[str, Any], str | None]:
-        url = f"{self.pops[pop]}/probe/{invoke['request_id']}"
+        url = f"{self.entries[entry]}/probe/{invoke['request_id']}"
         headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
         method = "GET" if kind == "get" else "POST"
         async with session.request(method, url, data=body or None, headers=headers) as response:
             payload = await response.read()
-            value: dict[str, Any] = {"status": response.status}
+            value: dict[str, Any] = {"status": response.status, **served_by(response.headers)}
             if response.status != 200:
                 value.update(edge_error(payload))
                 return "fail", value, f"HTTP {response.status}: {payload[:200]!r}"
             try:
-                echo = await response.json(content_type=None)
+                echo = json.loads(payload)
             except ValueError:
-                return "fail", value, "response is not the origin's JSON echo"
+                echo = None
+            if not isinstance(echo, dict):
+                return "fail", value, f"response is not the origin's JSON echo: {payload[:80]!r}"
             value.update(self._judge(echo, invoke, body, target))
             return _verdict(value, target)
 
@@ -179,19 +195,20 @@ class VisitorProbe:
     async def _ws(
         self,
         session: aiohttp.ClientSession,
-        pop: str,
+        entry: str,
         target: VisitorTarget,
         invoke: dict[str, Any],
         body: bytes,
     ) -> tuple[str, dict[str, Any], str | None]:
-        url = f"{self.pops[pop].replace('http', 'ws', 1)}/ws"
+        url = f"{self.entries[entry].replace('http', 'ws', 1)}/ws"
         headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
         async with session.ws_connect(url, headers=headers, autoping=True) as ws:
+            served = served_by(ws._response.headers)
             hello = await ws.receive()
             await ws.send_bytes(body)
             message = await ws.receive()
             await ws.close()
-        value: dict[str, Any] = {"status": 101}
+        value: dict[str, Any] = {"status": 101, **served}
         if hello.type != aiohttp.WSMsgType.TEXT:
             return "fail", value, f"expected the origin's hello, got {hello.type.name}"
         if message.type != aiohttp.WSMsgType.BINARY:
@@ -199,10 +216,23 @@ class VisitorProbe:
         try:
             greeting = json.loads(hello.data)
         except ValueError:
-            return "fail", value, "the origin's hello is not JSON"
+            greeting = None
+        if not isinstance(greeting, dict):
+            return "fail", value, "the origin's hello is not its JSON greeting"
         value.update(self._judge(greeting, invoke, b"", target))
         value["digest_ok"] = bytes(message.data) == body
         return _verdict(value, target)
+
+
+def served_by(headers: Mapping[str, str]) -> dict[str, str]:
+    """``pop`` (the PoP the visitor reached) and ``tunnel_pop`` (the PoP whose connection
+    carried the request) from an edge's response headers; empty when there are none."""
+    found = {}
+    for key, header in (("pop", "X-Outlast-Pop"), ("tunnel_pop", "X-Outlast-Tunnel-Pop")):
+        value = headers.get(header)
+        if value:
+            found[key] = value
+    return found
 
 
 def edge_error(payload: bytes) -> dict[str, Any]:

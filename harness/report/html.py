@@ -8,7 +8,17 @@ from typing import Any
 
 from harness.journal.history import NS_PER_S, History
 from harness.report.plot import timeline_svg
-from harness.report.tables import STATUS_WORD, budget_text, fmt, html_table
+from harness.report.tables import (
+    PER_POP_COLUMNS,
+    PER_TUNNEL_COLUMNS,
+    STATUS_WORD,
+    budget_text,
+    fmt,
+    html_table,
+    per_pop_rows,
+    per_tunnel_rows,
+    view_text,
+)
 from harness.scenario.durations import format_duration
 
 #: Fault kinds whose windows get the per-tunnel "during the outage" table (the contrast a
@@ -214,38 +224,20 @@ def render_html(summary: dict[str, Any], history: History) -> str:
         )
     )
     parts.append(
-        f'<p class="meta">Availability: {escape(sla["availability_method"])}. Latency: '
+        f'<p class="meta">Availability: {escape(sla["availability_method"])}; '
+        f"{escape(view_text(sla))}. Latency: "
         f"{escape(latency['method'])} over {latency['count']} successful requests.</p>"
     )
     if len(sla["tunnels"]) > 1:
         parts.append("<h2>Per tunnel</h2>")
+        parts.append(html_table(PER_TUNNEL_COLUMNS, per_tunnel_rows(sla)))
+    if sla.get("pops"):
+        parts.append("<h2>Per PoP (diagnostic)</h2>")
         parts.append(
-            html_table(
-                [
-                    "tunnel",
-                    "kind",
-                    "availability %",
-                    "requests",
-                    "failed",
-                    "indeterminate",
-                    "downtime s",
-                    "error budget used",
-                ],
-                [
-                    [
-                        name,
-                        fmt(t["kind"]),
-                        fmt(t["availability"], 4),
-                        fmt(t["requests"]),
-                        fmt(t["failed"]),
-                        fmt(t["indeterminate"]),
-                        fmt(t["downtime_s"]),
-                        budget_text(t["error_budget_consumed"]),
-                    ]
-                    for name, t in sla["tunnels"].items()
-                ],
-            )
+            '<p class="meta">The same requests by the PoP that answered them; a PoP with no '
+            "connection of the tunnel forwards to a peer that has one.</p>"
         )
+        parts.append(html_table(PER_POP_COLUMNS, per_pop_rows(sla)))
     parts.append("<h2>Faults</h2>")
     ttr = {r["fault_id"]: r["ttr_s"] for r in sla["recoveries"]}
     parts.append(

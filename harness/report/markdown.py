@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.tables import STATUS_WORD, budget_text, fmt, markdown_table
+from harness.report.tables import (
+    PER_POP_COLUMNS,
+    PER_TUNNEL_COLUMNS,
+    STATUS_WORD,
+    budget_text,
+    fmt,
+    markdown_table,
+    per_pop_rows,
+    per_tunnel_rows,
+    view_text,
+)
 
 
 def render_markdown(summary: dict[str, Any]) -> str:
@@ -81,38 +91,19 @@ def render_markdown(summary: dict[str, Any]) -> str:
             else ""
         ),
         "",
-        f"Availability: {sla['availability_method']}.",
+        f"Availability: {sla['availability_method']}; {view_text(sla)}.",
         "",
     ]
     if len(sla["tunnels"]) > 1:
+        lines += ["### Per tunnel", "", markdown_table(PER_TUNNEL_COLUMNS, per_tunnel_rows(sla))]
+    if sla.get("pops"):
         lines += [
-            "### Per tunnel",
+            "### Per PoP (diagnostic)",
             "",
-            markdown_table(
-                [
-                    "tunnel",
-                    "kind",
-                    "availability %",
-                    "requests",
-                    "failed",
-                    "indeterminate",
-                    "downtime s",
-                    "error budget used",
-                ],
-                [
-                    [
-                        name,
-                        fmt(t["kind"]),
-                        fmt(t["availability"], 4),
-                        fmt(t["requests"]),
-                        fmt(t["failed"]),
-                        fmt(t["indeterminate"]),
-                        fmt(t["downtime_s"]),
-                        budget_text(t["error_budget_consumed"]),
-                    ]
-                    for name, t in sla["tunnels"].items()
-                ],
-            ),
+            "The same requests by the PoP that answered them; a PoP with no connection of the "
+            "tunnel forwards to a peer that has one.",
+            "",
+            markdown_table(PER_POP_COLUMNS, per_pop_rows(sla)),
         ]
     lines += ["## Fault timeline", ""]
     if summary["faults"]:

@@ -11,6 +11,11 @@ Definitions (also in ``docs/reports.md``):
 * time to recover, per healed fault = from the fault's stop to the completion of the first of
   ``RECOVERY_RUN`` consecutive successful requests invoked after it, the worst over tunnels.
 * latency percentiles are nearest-rank over successful visitor requests (invoke -> completion).
+* the headline figures are the visitor's view: requests sent to the edge network's anycast
+  entry (``view: anycast``) unless the scenario sent them to each PoP's own address
+  (``view: pops``). ``pops`` breaks them down by the PoP the visitor reached (from the
+  response; ``-`` = no PoP answered, e.g. refused during a route change) and counts the
+  requests that PoP forwarded to a peer because it held no connection of the tunnel.
 """
 
 from __future__ import annotations
@@ -146,6 +151,39 @@ def _recovered_at(group: Sequence[Operation], healed: int) -> int | None:
     return None
 
 
+def _landing_pop(op: Operation) -> str:
+    return op.pop or "-"
+
+
+def per_pop(history: History, ops: Sequence[Operation]) -> dict[str, Any]:
+    """Visitor requests by the PoP that answered them (a diagnostic beside the headline)."""
+    groups: dict[str, list[Operation]] = {}
+    for op in ops:
+        groups.setdefault(_landing_pop(op), []).append(op)
+    table: dict[str, Any] = {}
+    for pop, group in sorted(groups.items(), key=lambda item: (item[0] == "-", item[0])):
+        p_ok = sum(op.phase == "ok" for op in group)
+        p_fail = sum(op.phase == "fail" for op in group)
+        forwarded = [
+            op
+            for op in group
+            if isinstance(op.value.get("tunnel_pop"), str) and op.value["tunnel_pop"] != pop
+        ]
+        table[pop] = {
+            "requests": len(group),
+            "failed": p_fail,
+            "indeterminate": sum(op.phase == "info" for op in group),
+            "availability": availability_percent(p_ok, p_fail),
+            "forwarded": len(forwarded),
+        }
+    return table
+
+
+def _view(ops: Sequence[Operation]) -> str:
+    entries = {op.value.get("entry", op.pop) for op in ops}
+    return "anycast" if entries == {"anycast"} else "pops" if "anycast" not in entries else "mixed"
+
+
 def compute_sla(
     history: History, slo: float | None, latency_p99_slo_ms: float | None = None
 ) -> dict[str, Any]:
@@ -174,6 +212,7 @@ def compute_sla(
             "downtime_s": round(sum(w["duration_s"] for w in windows if w["tunnel"] == tunnel), 3),
         }
     return {
+        "view": _view(ops) if ops else None,
         "availability": availability,
         "availability_method": "ok / (ok + fail) in percent; indeterminate left out",
         "requests": len(ops),
@@ -196,4 +235,9 @@ def compute_sla(
             else latency["p99"] <= latency_p99_slo_ms
         ),
         "tunnels": per_tunnel,
+        "pops": per_pop(history, ops),
+        "forwarded": sum(
+            isinstance(op.value.get("tunnel_pop"), str) and op.value["tunnel_pop"] != op.pop
+            for op in ops
+        ),
     }

@@ -62,6 +62,68 @@ def sla_row(summary: dict[str, Any], slo: float | None = None) -> list[str]:
     ]
 
 
+VIEW_TEXT = {
+    "anycast": "the visitor's view: every request sent to the edge network's anycast entry",
+    "pops": "the per-PoP view: requests sent to each PoP's own address",
+    "mixed": "requests to the anycast entry and to PoPs' own addresses together",
+}
+PER_TUNNEL_COLUMNS = (
+    "tunnel",
+    "kind",
+    "availability %",
+    "requests",
+    "failed",
+    "indeterminate",
+    "downtime s",
+    "error budget used",
+)
+PER_POP_COLUMNS = (
+    "PoP reached",
+    "requests",
+    "failed",
+    "indeterminate",
+    "availability %",
+    "forwarded to a peer",
+)
+
+
+def per_tunnel_rows(sla: dict[str, Any]) -> list[list[str]]:
+    """Rows of the per-tunnel SLA table (both report formats)."""
+    return [
+        [
+            name,
+            fmt(t["kind"]),
+            fmt(t["availability"], 4),
+            fmt(t["requests"]),
+            fmt(t["failed"]),
+            fmt(t["indeterminate"]),
+            fmt(t["downtime_s"]),
+            budget_text(t["error_budget_consumed"]),
+        ]
+        for name, t in sla["tunnels"].items()
+    ]
+
+
+def per_pop_rows(sla: dict[str, Any]) -> list[list[str]]:
+    """Rows of the per-PoP diagnostic table (``-``: no PoP answered)."""
+    return [
+        [
+            "(none answered)" if pop == "-" else pop,
+            fmt(p["requests"]),
+            fmt(p["failed"]),
+            fmt(p["indeterminate"]),
+            fmt(p["availability"], 4),
+            fmt(p["forwarded"]),
+        ]
+        for pop, p in (sla.get("pops") or {}).items()
+    ]
+
+
+def view_text(sla: dict[str, Any]) -> str:
+    """One sentence saying whose view the headline SLA figures are."""
+    return VIEW_TEXT.get(sla.get("view") or "", "no visitor requests")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")

@@ -101,11 +101,33 @@ class TunnelEntry(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     kind: TunnelKind = "named"
     hostname: str = Field(min_length=1)
+    replicas: int = Field(
+        default=1, ge=1, le=8, description="connector processes running this tunnel at once"
+    )
 
     @property
     def connector(self) -> str:
-        """Component name of this tunnel's connector."""
+        """Component name of this tunnel's (first) connector."""
         return f"connector-{self.name}"
+
+
+class RegionEntry(StrictModel):
+    """A visitor region of the anycast entry."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    prefer: tuple[str, ...] = Field(min_length=1, description="PoPs, best first")
+    weight: float = Field(default=1.0, gt=0, description="share of visitor connections")
+
+
+class EdgeNetworkSpec(StrictModel):
+    """How visitors reach the edge network (the anycast entry)."""
+
+    convergence: Duration = Field(
+        default=1.0, ge=0, description="a PoP that went down stops receiving visitors after this"
+    )
+    regions: tuple[RegionEntry, ...] = Field(
+        default=(), description="default: one region per PoP, preferring it"
+    )
 
 
 class StackSpec(StrictModel):
@@ -117,6 +139,7 @@ class StackSpec(StrictModel):
     )
     zone: str = "example.com"
     ha_connections: int = Field(default=4, ge=1, le=16)
+    edge_network: EdgeNetworkSpec = EdgeNetworkSpec()
 
     @field_validator("pops")
     @classmethod
@@ -164,30 +187,29 @@ class StackSpec(StrictModel):
                         host,
                     )
                 )
+        for i, region in enumerate(self.edge_network.regions):
+            for j, pop in enumerate(region.prefer):
+                if pop not in self.pops:
+                    errors.append(
+                        custom_error(
+                            ("edge_network", "regions", i, "prefer", j),
+                            "unknown",
+                            f'PoP "{pop}" is not in the stack (known: {", ".join(self.pops)})',
+                            pop,
+                        )
+                    )
         raise_errors("StackSpec", errors)
         return self
 
     @property
     def links(self) -> list[str]:
         """Every fault-proxy link name (ARCHITECTURE.md section 2)."""
-        return [
-            *(f"conn-{pop}" for pop in self.pops),
-            "connector-api",
-            *(f"edge-{pop}-api" for pop in self.pops),
-            "cp-broker",
-            *(f"edge-{pop}-broker" for pop in self.pops),
-        ]
+        return self.topology().links
 
     @property
     def components(self) -> list[str]:
         """Every process/container a fault may kill, pause, restart or stop."""
-        return [
-            "controlplane",
-            "broker",
-            *(f"edge-{pop}" for pop in self.pops),
-            "origin",
-            *(t.connector for t in self.tunnels),
-        ]
+        return self.topology().components
 
     @property
     def hostnames(self) -> list[str]:
@@ -211,12 +233,18 @@ class StackSpec(StrictModel):
 
     def topology(self) -> Topology:
         """The same shape as a ``harness.stack.topology.Topology`` for the stack backends."""
-        from harness.stack.topology import Topology, TunnelSpec
+        from harness.stack.topology import Region, Topology, TunnelSpec
 
         return Topology(
             pops=self.pops,
-            tunnels=tuple(TunnelSpec(t.name, t.hostname, t.kind) for t in self.tunnels),
+            tunnels=tuple(
+                TunnelSpec(t.name, t.hostname, t.kind, replicas=t.replicas) for t in self.tunnels
+            ),
             zone=self.zone,
+            convergence=float(self.edge_network.convergence),
+            regions=tuple(
+                Region(r.name, r.prefer, r.weight) for r in self.edge_network.regions
+            ),
         )
 
 
@@ -246,8 +274,13 @@ class TrafficSpec(StrictModel):
     hostnames: tuple[str, ...] | None = Field(
         default=None, description="hostnames visitors ask for (default: every tunnel's)"
     )
+    entry: Literal["anycast", "pops"] = Field(
+        default="anycast",
+        description="anycast: the edge network's one visitor address (what visitors use); "
+        "pops: each PoP's own address, round robin (a per-PoP diagnostic view)",
+    )
     pops: tuple[str, ...] | None = Field(
-        default=None, description="edges visitors use (default: every PoP)"
+        default=None, description="with entry: pops, the PoPs visited (default: every PoP)"
     )
     timeout: Duration = Field(default=5.0, gt=0, description="a request taking longer is info")
     dns_interval: Duration = Field(default=1.0, description="0 turns DNS probes off")

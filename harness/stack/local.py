@@ -76,8 +76,11 @@ class LocalStack(StackLayout):
     def faultproxy_url(self) -> str:
         return self.external_faultproxy_url or f"http://{_addr(self.ports['faultproxy'])}"
 
-    def connector_metrics_url(self, tunnel: str) -> str:
-        return f"http://{_addr(self.ports[f'connector-{tunnel}-metrics'])}"
+    def connector_metrics_url(self, connector: str) -> str:
+        """Base URL of a connector's /metrics and /ready (``connector`` = tunnel name of the
+        first replica, or a component name such as ``connector-web-2``)."""
+        component = connector if connector.startswith("connector-") else f"connector-{connector}"
+        return f"http://{_addr(self.ports[f'{component}-metrics'])}"
 
     def endpoints(self) -> dict[str, Any]:
         """Everything a user or a probe needs to reach the stack (``stack.json``)."""
@@ -95,11 +98,21 @@ class LocalStack(StackLayout):
             "broker": _addr(self.ports["broker"]),
             "origin_url": f"http://{_addr(self.ports['origin'])}",
             "faultproxy": {"url": self.faultproxy_url, "proxies": self.proxies},
+            "visitor_url": self.anycast_url,
+            "dns": _addr(self.ports["anycast-dns"]),
+            "anycast": {
+                "visitor_url": self.anycast_url,
+                "dns": _addr(self.ports["anycast-dns"]),
+                "control_url": self.anycast_control_url,
+                "convergence": topo.convergence,
+                "regions": {r.name: list(r.prefer) for r in topo.visitor_regions},
+            },
             "pops": {
                 pop: {
                     "visitor_url": self.visitor_url(pop),
                     "dns": _addr(self.ports[f"edge-{pop}-dns"]),
                     "tunnel": _addr(self.ports[f"edge-{pop}-tunnel"]),
+                    "peer": _addr(self.ports[f"edge-{pop}-peer"]),
                     "metrics_url": self.pop_metrics_url(pop),
                 }
                 for pop in topo.pops
@@ -114,6 +127,13 @@ class LocalStack(StackLayout):
                     "connector": t.connector,
                     "metrics_url": self.connector_metrics_url(t.name) + "/metrics",
                     "ready_url": self.connector_metrics_url(t.name) + "/ready",
+                    "connectors": {
+                        c: {
+                            "metrics_url": self.connector_metrics_url(c) + "/metrics",
+                            "ready_url": self.connector_metrics_url(c) + "/ready",
+                        }
+                        for c in t.connectors
+                    },
                 }
                 for t in topo.tunnels
             ],
@@ -140,7 +160,8 @@ class LocalStack(StackLayout):
     async def down(self) -> None:
         """Stop every process this stack started; connectors first so they drain cleanly."""
         order = [
-            [t.connector for t in self.topology.tunnels],
+            [c for t in self.topology.tunnels for c in t.connectors],
+            ["anycast"],
             [f"edge-{pop}" for pop in self.topology.pops],
             ["controlplane", "origin"],
             ["broker"],
@@ -164,9 +185,11 @@ class LocalStack(StackLayout):
 
     def _allocate_ports(self) -> None:
         names = ["faultproxy", "broker", "controlplane", "origin"]
+        names += ["anycast-visitor", "anycast-dns", "anycast-control"]
         for pop in self.topology.pops:
-            names += [f"edge-{pop}-{kind}" for kind in ("tunnel", "visitor", "dns", "metrics")]
-        names += [f"connector-{t.name}-metrics" for t in self.topology.tunnels]
+            kinds = ("tunnel", "visitor", "dns", "metrics", "peer")
+            names += [f"edge-{pop}-{kind}" for kind in kinds]
+        names += [f"{c}-metrics" for t in self.topology.tunnels for c in t.connectors]
         names += [f"proxy-{link}" for link in self.topology.links]
         taken: set[int] = set()
         for name in names:
@@ -196,6 +219,9 @@ class LocalStack(StackLayout):
             upstreams[f"conn-{pop}"] = _addr(self.ports[f"edge-{pop}-tunnel"])
             upstreams[f"edge-{pop}-api"] = _addr(self.ports["controlplane"])
             upstreams[f"edge-{pop}-broker"] = _addr(self.ports["broker"])
+            for peer in self.topology.pops:
+                if peer != pop:
+                    upstreams[f"pop-{pop}-{peer}"] = _addr(self.ports[f"edge-{peer}-peer"])
         return [
             {
                 "name": link,
@@ -279,10 +305,48 @@ class LocalStack(StackLayout):
                 for pop, edge in zip(self.topology.pops, edges, strict=True)
             ),
         )
+        anycast = self._anycast_process()
+        await anycast.start()
         await self._bootstrap()
-        connectors = [self._connector_process(t) for t in self.topology.tunnels]
+        await wait_http(f"{self.anycast_control_url}/pops", timeout=timeout, process=anycast)
+        connectors = [
+            self._connector_process(t, c) for t in self.topology.tunnels for c in t.connectors
+        ]
         await asyncio.gather(*(c.start() for c in connectors))
         await asyncio.gather(*(self.wait_serving(t) for t in self.topology.tunnels))
+
+    @property
+    def anycast_url(self) -> str:
+        """The edge network's one visitor address (HTTP and WebSocket)."""
+        return f"http://{_addr(self.ports['anycast-visitor'])}"
+
+    @property
+    def anycast_control_url(self) -> str:
+        return f"http://{_addr(self.ports['anycast-control'])}"
+
+    def _anycast_process(self) -> ManagedProcess:
+        topo = self.topology
+        args = [
+            "serve",
+            "anycast",
+            "--listen",
+            _addr(self.ports["anycast-visitor"]),
+            "--dns-listen",
+            _addr(self.ports["anycast-dns"]),
+            "--control-listen",
+            _addr(self.ports["anycast-control"]),
+            "--convergence",
+            str(topo.convergence),
+            "--seed",
+            str(self.seed),
+        ]
+        for pop in topo.pops:
+            visitor = _addr(self.ports[f"edge-{pop}-visitor"])
+            dns = _addr(self.ports[f"edge-{pop}-dns"])
+            args += ["--pop", f"{pop}={visitor},{dns}"]
+        for region in topo.visitor_regions:
+            args += ["--region", region.argument()]
+        return self._process("anycast", *args)
 
     def _edge_process(self, pop: str) -> ManagedProcess:
         pki = self.state_dir / "pki"
@@ -310,9 +374,17 @@ class LocalStack(StackLayout):
             str(pki / f"edge-{pop}.pem"),
             "--tls-key",
             str(pki / f"edge-{pop}.key"),
+            "--peer-listen",
+            _addr(self.ports[f"edge-{pop}-peer"]),
+            *(
+                arg
+                for peer in self.topology.pops
+                if peer != pop
+                for arg in ("--peer", f"{peer}={self.proxy_address(f'pop-{pop}-{peer}')}")
+            ),
         )
 
-    def _connector_process(self, tunnel: TunnelSpec) -> ManagedProcess:
+    def _connector_process(self, tunnel: TunnelSpec, component: str) -> ManagedProcess:
         if tunnel.is_legacy:
             # Classic: no tunnel object, no credentials file; cert.pem + hostname at every
             # registration, which the edges pass on to the control plane.
@@ -334,11 +406,11 @@ class LocalStack(StackLayout):
             "--edge-ca",
             str(self.edge_ca_file),
             "--metrics",
-            _addr(self.ports[f"connector-{tunnel.name}-metrics"]),
+            _addr(self.ports[f"{component}-metrics"]),
         ]
         for pop in self.topology.pops:
             args += ["--edge", self.proxy_address(f"conn-{pop}")]
-        return self._process(tunnel.connector, *args, *self.connector_args)
+        return self._process(component, *args, *self.connector_args)
 
     async def _populate_proxies(self) -> None:
         plan = self._proxy_plan()
@@ -440,18 +512,19 @@ class LocalStack(StackLayout):
         return tunnel_id
 
     async def wait_serving(self, tunnel: TunnelSpec, timeout: float | None = None) -> None:
-        """Wait until ``tunnel``'s hostname is served through every PoP."""
+        """Wait until every replica of ``tunnel`` is ready and its hostname is served through
+        every PoP and through the anycast entry."""
         timeout = timeout or self.ready_timeout
         connector = self.processes.get(tunnel.connector)
-        await wait_http(
-            f"{self.connector_metrics_url(tunnel.name)}/ready", timeout=timeout, process=connector
-        )
-        for pop in self.topology.pops:
+        for component in tunnel.connectors:
             await wait_http(
-                f"{self.visitor_url(pop)}/",
+                f"{self.connector_metrics_url(component)}/ready",
                 timeout=timeout,
-                process=connector,
-                headers={"Host": tunnel.hostname},
+                process=self.processes.get(component),
+            )
+        for url in [*(self.visitor_url(pop) for pop in self.topology.pops), self.anycast_url]:
+            await wait_http(
+                f"{url}/", timeout=timeout, process=connector, headers={"Host": tunnel.hostname}
             )
 
     # ----------------------------------------------------------------- component control

@@ -9,6 +9,12 @@ here, identical in every backend (see ARCHITECTURE.md section 2):
                           edges are started with ``--api`` pointing at this link)
 * ``cp-broker``           control plane -> MQTT broker
 * ``edge-<pop>-broker``   edge <pop> -> MQTT broker
+* ``pop-<a>-<b>``         edge <a> -> edge <b>'s peer listener (forwarded visitor requests and
+                          the registration summaries the PoPs exchange); one per direction
+
+Visitors reach the edge network through the ``anycast`` component (one address for HTTP,
+WebSocket and DNS), which sends each connection to the preferred healthy PoP of a visitor
+region; every PoP's own visitor address stays available for diagnosis.
 """
 
 from __future__ import annotations
@@ -28,17 +34,38 @@ class TunnelSpec:
     name: str
     hostname: str
     kind: TunnelKind = "named"
+    #: Connector processes running this tunnel at once (cloudflared's replicas).
+    replicas: int = 1
 
     @property
     def connector(self) -> str:
-        """Component name of this tunnel's connector process."""
+        """Component name of this tunnel's (first) connector process."""
         return f"connector-{self.name}"
+
+    @property
+    def connectors(self) -> list[str]:
+        """Component names of every replica: ``connector-web``, ``connector-web-2``, ..."""
+        return [self.connector, *(f"{self.connector}-{i}" for i in range(2, self.replicas + 1))]
 
     @property
     def is_legacy(self) -> bool:
         """A legacy (classic) tunnel: no ``tunnel create``/``route dns``; its connector runs
         ``--legacy --hostname`` with cert.pem and every registration needs the control plane."""
         return self.kind == "legacy"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A visitor region of the anycast entry: the PoPs it prefers, best first, and its share of
+    visitor connections."""
+
+    name: str
+    prefer: tuple[str, ...]
+    weight: float = 1.0
+
+    def argument(self) -> str:
+        """``--region`` value of ``outlast serve anycast``."""
+        return f"{self.name}={','.join(self.prefer)}:{self.weight:g}"
 
 
 @dataclass(frozen=True)
@@ -52,10 +79,20 @@ class Topology:
     zone: str = "example.com"
     account: str = "outlast-demo"
     email: str = "sre@example.com"
+    #: Seconds before the anycast entry stops sending visitors to a PoP that went down.
+    convergence: float = 1.0
+    #: Visitor regions; empty = one region per PoP, preferring it, then the others in order.
+    regions: tuple[Region, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.pops:
             raise ValueError("a stack needs at least one PoP")
+        for region in self.regions:
+            unknown = [p for p in region.prefer if p not in self.pops]
+            if unknown or not region.prefer:
+                raise ValueError(f"region {region.name!r}: unknown PoP(s) {unknown or 'none'}")
+        if self.convergence < 0:
+            raise ValueError("convergence must be >= 0 seconds")
         for pop in self.pops:
             if not _NAME.match(pop):
                 raise ValueError(f"PoP name {pop!r}: use lowercase letters, digits and '-'")
@@ -68,6 +105,8 @@ class Topology:
             host = tunnel.hostname
             if host != self.zone and not host.endswith("." + self.zone):
                 raise ValueError(f"hostname {host!r} is not in zone {self.zone!r}")
+            if tunnel.replicas < 1:
+                raise ValueError(f"tunnel {tunnel.name!r}: replicas must be at least 1")
             if tunnel.is_legacy and host == self.zone:
                 raise ValueError(
                     f"legacy tunnel {tunnel.name!r}: legacy tunnels only create records for "
@@ -85,15 +124,30 @@ class Topology:
         return cls(pops=pops, tunnels=tunnels)
 
     @property
+    def visitor_regions(self) -> tuple[Region, ...]:
+        """The regions given, or one per PoP preferring it, then the others in order."""
+        if self.regions:
+            return self.regions
+        return tuple(
+            Region(pop, (pop, *(p for p in self.pops if p != pop))) for pop in self.pops
+        )
+
+    @property
     def components(self) -> list[str]:
         """Every process/container a fault may stop, kill, pause or restart."""
         return [
             "broker",
             "controlplane",
             *(f"edge-{pop}" for pop in self.pops),
+            "anycast",
             "origin",
-            *(t.connector for t in self.tunnels),
+            *(c for t in self.tunnels for c in t.connectors),
         ]
+
+    @property
+    def peer_links(self) -> list[str]:
+        """``pop-<a>-<b>`` for every ordered pair of PoPs."""
+        return [f"pop-{a}-{b}" for a in self.pops for b in self.pops if a != b]
 
     @property
     def links(self) -> list[str]:
@@ -104,4 +158,5 @@ class Topology:
             *(f"edge-{pop}-api" for pop in self.pops),
             "cp-broker",
             *(f"edge-{pop}-broker" for pop in self.pops),
+            *self.peer_links,
         ]

@@ -37,7 +37,7 @@ def errors_of(name: str) -> list[str]:
 
 KNOWN_LINKS = (
     "conn-ams, conn-fra, connector-api, edge-ams-api, edge-fra-api, cp-broker, "
-    "edge-ams-broker, edge-fra-broker"
+    "edge-ams-broker, edge-fra-broker, pop-ams-fra, pop-fra-ams"
 )
 KNOWN_FAULTS = (
     "controlplane_outage, broker_outage, token_rollover, credential_revocation, link_down, "
@@ -66,7 +66,7 @@ MALFORMED: dict[str, list[tuple[int, str, str]]] = {
             12,
             "timeline[1].target",
             'unknown component "connector-nope" for kill '
-            "(known: controlplane, broker, edge-ams, edge-fra, origin, connector-web)",
+            "(known: broker, controlplane, edge-ams, edge-fra, anycast, origin, connector-web)",
         ),
     ],
     "bad-params.yaml": [
