@@ -10,6 +10,7 @@ import signal
 import struct
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -298,6 +299,41 @@ async def test_paused_pop_fails_its_health_check_by_timeout() -> None:
             assert ams["state"] == "withdrawn"
             assert "timeout" in ams["last_health"]["detail"]
             assert await served_by(front.visitor_port) == "fra"
+
+
+async def test_sigstopped_pop_is_withdrawn_by_health_timeout_and_returns_on_sigcont(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "ready").write_text("ok")
+    port = free_port()
+    pop = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "http.server", str(port), "--bind", HOST],
+        *["--directory", str(tmp_path)],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    endpoint = PopEndpoint("ams", (HOST, port), (HOST, free_port()))
+    try:
+        async with AnycastServer(front_config([endpoint])) as front:
+
+            async def ams(routed: bool) -> dict[str, Any] | None:
+                _, table = await control(front, "GET", "/pops")
+                entry: dict[str, Any] = table["pops"][0]
+                ok = (entry["last_health"] or {}).get("ok")
+                return entry if entry["routed"] is routed and ok is routed else None
+
+            await eventually(lambda: ams(True), timeout=15)
+            pop.send_signal(signal.SIGSTOP)
+            entry = await eventually(lambda: ams(False), timeout=CONVERGENCE + 0.3 + MARGIN + 2)
+            assert entry["state"] == "withdrawn"
+            assert entry["last_health"]["detail"] == "timeout after 0.3 s"
+            pop.send_signal(signal.SIGCONT)
+            entry = await eventually(lambda: ams(True), timeout=ANNOUNCE_DELAY + MARGIN + 2)
+            assert entry["state"] == "announced"
+    finally:
+        pop.send_signal(signal.SIGCONT)
+        pop.kill()
+        await pop.wait()
 
 
 async def test_health_check_reports_status_and_refusal() -> None:
