@@ -114,6 +114,10 @@ class TcpRelay:
             self._tasks.add(task)
         try:
             await self._relay(reader, writer)
+        except asyncio.CancelledError:
+            # The relay is stopping (splice reset both sides). End this top-level task normally:
+            # Python 3.11's stream callback logs a cancelled handler task as an error.
+            reset(writer)
         except Exception:
             logger.exception("relay connection failed")
             reset(writer)
