@@ -47,6 +47,14 @@ KNOWN: dict[str, str] = {
     "wire.no_heartbeat": (
         "neither end of a tunnel connection sends heartbeats or times out a silent one"
     ),
+    "edge.no_forwarding": (
+        "a PoP without a connection of the tunnel answers 530 instead of forwarding the request "
+        "to a peer PoP that holds one"
+    ),
+    "edge.replicas_share_indexes": (
+        "the edge keys connections by tunnel and HA index only, so a second connector replica's "
+        "connection replaces the first one's instead of joining it"
+    ),
     "controlplane.keep_rolled_token": (
         "the control plane keeps accepting an API token after rolling it"
     ),

@@ -79,7 +79,9 @@ class VisitorProbe:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send requests on schedule until ``stop`` is set, then wait for those in flight."""
-        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        # A new connection per request: each is a different visitor, so the anycast entry draws
+        # a region for each (a kept-alive connection would stay with one PoP).
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
             names = sorted(self.entries)
             started = time.monotonic()

@@ -79,13 +79,16 @@ def _print_endpoints(data: dict[str, Any]) -> None:
         f"  fault proxy        {data['faultproxy']['url']}  "
         f"proxies: {', '.join(sorted(data['faultproxy']['proxies']))}"
     )
+    click.echo(
+        f"  edge network (anycast) visitors {data['visitor_url']}  dns {data['dns']}  "
+        f"control {data['anycast']['control_url']}"
+    )
     for pop, info in data["pops"].items():
         click.echo(f"  edge {pop:<4}         visitors {info['visitor_url']}  dns {info['dns']}")
     for tunnel in data["tunnels"]:
         click.echo(f"  tunnel {tunnel['name']:<10} {tunnel['hostname']} -> {tunnel['id']}")
     first = data["tunnels"][0]
-    url = next(iter(data["pops"].values()))["visitor_url"]
-    click.echo(f"try: curl -H 'Host: {first['hostname']}' {url}/hello")
+    click.echo(f"try: curl -H 'Host: {first['hostname']}' {data['visitor_url']}/hello")
     click.echo(f"details: {Path(data['state_dir']) / 'stack.json'}")
 
 

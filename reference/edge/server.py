@@ -88,6 +88,8 @@ class EdgeConfig:
     #: ``pop-<this>-<peer>`` fault-proxy link in a stack).
     peers: dict[str, Address] = field(default_factory=dict)
     peer_poll_wait: float = 5.0
+    #: Planted defect ``edge.replicas_share_indexes`` (set by the CLI only).
+    replicas_share_indexes: bool = False
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -119,7 +121,9 @@ class EdgeServer:
         self.config = config
         self.pop = config.pop
         self.cache = ConfigCache()
-        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry()
+        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry(
+            replicas_share_indexes=config.replicas_share_indexes
+        )
         self.persister: CachePersister | None = None
         self.sync: ConfigSync | None = None
         self.metrics: EdgeMetrics | None = None

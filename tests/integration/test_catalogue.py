@@ -48,6 +48,11 @@ DEFECTS: dict[str, tuple[str, frozenset[str]]] = {
         "edge.forget_cache",
         frozenset({"dns_unchanged", "ams serves again after its restart"}),
     ),
+    "pop-partition": (
+        "edge.no_forwarding",
+        frozenset({"served through the other PoP while the PoPs can talk"}),
+    ),
+    "connector-restart-replicas": ("edge.replicas_share_indexes", frozenset({"ha_restored"})),
 }
 # The reference run also replays the first scenario (its defects: test_run_scenario.py).
 REFERENCE = ["control-plane-outage", *DEFECTS]
