@@ -24,7 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, Run, print_table, run_async
 from harness.faultproxy.locate import FaultProxyChoice
-from harness.faultproxy.sidebyside import Metrics, Profile, compare, find_real_server, running_server
+from harness.faultproxy.sidebyside import (
+    Metrics,
+    Profile,
+    compare,
+    find_real_server,
+    running_server,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faultproxy_vs_toxiproxy.json"
 TIME_LIMIT = 600.0
@@ -66,11 +72,12 @@ def merge_rounds(rounds: list[dict[str, Metrics]]) -> dict[str, Metrics]:
     return merged
 
 
-async def measure(binary: Path, profile: Profile, rounds: int) -> dict[str, Any]:
+async def measure(binary: Path, profile: Profile, rounds: int, only: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fp-vs-") as tmp:
         async with (
-            running_server(FaultProxyChoice("binary", binary=str(binary)), Path(tmp) / "real.log")
-            as real_url,
+            running_server(
+                FaultProxyChoice("binary", binary=str(binary)), Path(tmp) / "real.log"
+            ) as real_url,
             running_server(FaultProxyChoice("embedded"), Path(tmp) / "ours.log") as ours_url,
         ):
             done = []
@@ -79,6 +86,7 @@ async def measure(binary: Path, profile: Profile, rounds: int) -> dict[str, Any]
                     await compare(
                         {"real": real_url, "ours": ours_url},
                         profile,
+                        only=only,
                         progress=lambda s, i=index: print(f"  [{i + 1}/{rounds}] {s}", flush=True),
                     )
                 )
@@ -111,6 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the compatibility test's profile")
     parser.add_argument("--rounds", type=int, default=1, help="repeat and take medians (1..5)")
+    parser.add_argument(
+        "--only", default="", help="run only the measurements whose label contains this"
+    )
     args = parser.parse_args()
     if not 1 <= args.rounds <= 5:
         parser.error("--rounds must be 1..5")
@@ -124,7 +135,9 @@ def main() -> None:
     profile = Profile.short() if args.short else Profile()
     run = Run("faultproxy_vs_toxiproxy")
     print(f"real server: {binary}")
-    result = run_async(asyncio.wait_for(measure(binary, profile, args.rounds), TIME_LIMIT))
+    result = run_async(
+        asyncio.wait_for(measure(binary, profile, args.rounds, args.only), TIME_LIMIT)
+    )
     print_table(
         ["metric", "real", "ours", "ours/real", "target", "met"],
         [

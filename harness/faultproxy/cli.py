@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from pathlib import Path
 
@@ -27,6 +28,10 @@ async def _serve(listen: tuple[str, int], seed: int | None, config: Path | None)
             f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}; "
             "pick another --listen address"
         ) from None
+    # Everything loaded so far lives for the whole process: keep it out of the garbage
+    # collector's full passes, which otherwise stall the data path for milliseconds (latency
+    # toxic tails).
+    gc.freeze()
     try:
         if config is not None:
             try:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.faultproxy.client import FaultProxyClient, FaultProxyError, Proxy
 from harness.faultproxy.locate import FaultProxyChoice
@@ -372,6 +372,18 @@ async def measure_close_toxics(client: FaultProxyClient, ups: Upstreams) -> Metr
 Measurement = Callable[[FaultProxyClient, Upstreams], Awaitable[Metrics]]
 
 
+async def _bandwidth_step(
+    client: FaultProxyClient, ups: Upstreams, *, rate: int, seconds: float
+) -> Metrics:
+    return await measure_bandwidth(client, ups, rate, seconds)
+
+
+async def _latency_bulk_step(
+    client: FaultProxyClient, ups: Upstreams, *, latency: int, size: int
+) -> Metrics:
+    return await measure_latency_bulk(client, ups, latency, size)
+
+
 def measurements(profile: Profile) -> list[tuple[str, Measurement]]:
     """The measurements of one run, in order, each as (label, coroutine function)."""
     steps: list[tuple[str, Measurement]] = []
@@ -379,15 +391,15 @@ def measurements(profile: Profile) -> list[tuple[str, Measurement]]:
         steps.append(
             (
                 f"bandwidth {rate} KB/s",
-                lambda c, u, r=rate: measure_bandwidth(c, u, r, profile.bandwidth_seconds),
+                functools.partial(_bandwidth_step, rate=rate, seconds=profile.bandwidth_seconds),
             )
         )
     for latency in profile.latency_bulk_ms:
         steps.append(
             (
                 f"latency {latency} ms bulk",
-                lambda c, u, ms=latency: measure_latency_bulk(
-                    c, u, ms, profile.latency_bulk_bytes
+                functools.partial(
+                    _latency_bulk_step, latency=latency, size=profile.latency_bulk_bytes
                 ),
             )
         )
@@ -415,9 +427,11 @@ async def compare(
     urls: dict[str, str],
     profile: Profile,
     progress: Callable[[str], None] | None = None,
+    only: str = "",
 ) -> dict[str, Metrics]:
     """Run every measurement against each server in ``urls`` (name -> API URL), alternating
-    servers per measurement so that drift on a shared machine hits both alike."""
+    servers per measurement so that drift on a shared machine hits both alike. ``only``: run
+    just the measurements whose label contains it."""
     results: dict[str, Metrics] = {name: {} for name in urls}
     async with contextlib.AsyncExitStack() as stack:
         ups = await stack.enter_async_context(upstreams())
@@ -426,6 +440,8 @@ async def compare(
             for name, url in urls.items()
         }
         for label, step in measurements(profile):
+            if only not in label:
+                continue
             for name, client in clients.items():
                 if progress is not None:
                     progress(f"{label}: {name}")

@@ -29,10 +29,11 @@ Emit = Callable[[Chunk], Awaitable[None]]
 
 
 class LinkHandle(Protocol):
-    """The connection a toxic runs on, as far as a toxic may touch it."""
+    """The link a toxic runs on, as far as a toxic may touch it."""
 
     def close(self) -> None:
-        """Close both sockets gracefully (buffered data is flushed, then FIN)."""
+        """End the stream at this toxic (Toxiproxy's ``stub.Close``): what the toxic already
+        passed on is still delivered, then the connection closes."""
 
     def reset(self) -> None:
         """Close both sockets with TCP RST (SO_LINGER 0), discarding buffered data."""
@@ -62,6 +63,9 @@ class Toxic:
 
     type_name: ClassVar[str]
     defaults: ClassVar[Mapping[str, int]]
+    # Bytes that may queue in front of this toxic on a link (0: one chunk). Toxiproxy gives the
+    # latency toxic 1024 chunks of up to 32 KiB, so a delayed stream keeps flowing.
+    buffer_bytes: ClassVar[int] = 0
 
     def __init__(self, attributes: Mapping[str, int], random: RandomSource) -> None:
         self.attributes: dict[str, int] = {**self.defaults, **attributes}
