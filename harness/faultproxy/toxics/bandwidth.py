@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,6 +32,7 @@ class BandwidthToxic(Toxic):
 
     type_name: ClassVar[str] = "bandwidth"
     defaults: ClassVar[dict[str, int]] = {"rate": 0}
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {"rate": (100_000_000, " KB/s (100 GB/s)")}
 
     def new_state(self) -> _Pace:
         return _Pace()

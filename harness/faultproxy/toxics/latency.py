@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import ClassVar
 
-from harness.faultproxy.toxics.base import Chunk, Emit, Toxic, ToxicStub
+from harness.faultproxy.toxics.base import MS_LIMIT, Chunk, Emit, Toxic, ToxicStub
 
 
 class LatencyToxic(Toxic):
@@ -16,6 +17,7 @@ class LatencyToxic(Toxic):
 
     type_name: ClassVar[str] = "latency"
     defaults: ClassVar[dict[str, int]] = {"latency": 0, "jitter": 0}
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {"latency": MS_LIMIT, "jitter": MS_LIMIT}
     buffer_bytes: ClassVar[int] = 1024 * 32 * 1024
 
     async def pipe(self, chunk: Chunk, emit: Emit, stub: ToxicStub) -> None:

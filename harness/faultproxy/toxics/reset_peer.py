@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import ClassVar
 
-from harness.faultproxy.toxics.base import Chunk, Emit, Toxic, ToxicStub
+from harness.faultproxy.toxics.base import MS_LIMIT, Chunk, Emit, Toxic, ToxicStub
 
 
 class ResetPeerToxic(Toxic):
@@ -15,6 +16,7 @@ class ResetPeerToxic(Toxic):
 
     type_name: ClassVar[str] = "reset_peer"
     defaults: ClassVar[dict[str, int]] = {"timeout": 0}
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {"timeout": MS_LIMIT}
 
     async def pipe(self, chunk: Chunk, emit: Emit, stub: ToxicStub) -> None:
         if stub.state is None:  # the timer, started by the first chunk
