@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from harness.faultproxy import FaultProxyServer
-from harness.faultproxy.addresses import is_loopback
 from harness.faultproxy.cli import serve_command
 from harness.faultproxy.testing import echo_server
 
@@ -50,6 +49,8 @@ def assert_refused_listen(response: httpx.Response, listen: str) -> None:
 
 
 def test_loopback_addresses() -> None:
+    from harness.faultproxy.addresses import is_loopback
+
     for host in ("127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost", ""):
         assert is_loopback(host), host
     for host in ("0.0.0.0", "::", "10.0.0.1", "::ffff:10.0.0.1", "example.com"):
