@@ -200,6 +200,7 @@ def rtt_metrics(prefix: str, samples: list[float]) -> Metrics:
     ms = [s * 1000 for s in samples]
     return {
         f"{prefix}_p50_ms": percentile(ms, 0.50),
+        f"{prefix}_p95_ms": percentile(ms, 0.95),
         f"{prefix}_p99_ms": percentile(ms, 0.99),
         f"{prefix}_mean_ms": statistics.fmean(ms),
         f"{prefix}_stdev_ms": statistics.pstdev(ms),
