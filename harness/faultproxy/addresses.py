@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from reference.addresses import parse_hostport
 
 DEFAULT_LISTEN = "127.0.0.1:0"
@@ -38,3 +40,23 @@ def same_listen(current: str, requested: str) -> bool:
     cur_host = _LOOPBACK_ALIASES.get(cur_host, cur_host)
     req_host = _LOOPBACK_ALIASES.get(req_host, req_host)
     return cur_host == req_host and req_port in (0, cur_port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address: 127.0.0.0/8, ``::1``, ``localhost`` or empty
+    (which this server binds to 127.0.0.1). Other host names are not resolved: not loopback."""
+    host = host.strip("[]")
+    if host in _LOOPBACK_ALIASES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_error(value: str) -> str:
+    """The message Toxiproxy (Go's ``net.Listen``) gives for an unusable listen address."""
+    host, sep, port = value.rpartition(":")
+    if not sep or (host.startswith("[") is not host.endswith("]")):
+        return f"listen tcp: address {value}: missing port in address"
+    return f"listen tcp: address {port}: invalid port"

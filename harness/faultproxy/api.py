@@ -22,16 +22,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COLLECTION: web.AppKey[ProxyCollection] = web.AppKey("collection", ProxyCollection)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def _json(data: Any, status: int = 200, *, newline: bool = False) -> web.Response:
+    """Compact JSON as Go's encoder writes it (errors and /version end with a newline)."""
     return web.Response(
-        body=json.dumps(data).encode() + b"\n",
+        body=json.dumps(data, separators=(",", ":")).encode() + (b"\n" if newline else b""),
         status=status,
         content_type="application/json",
     )
 
 
 def _error(error: ApiError) -> web.Response:
-    return _json(error.to_json(), error.status)
+    return _json(error.to_json(), error.status, newline=True)
 
 
 async def _body(request: web.Request) -> Any:
@@ -58,6 +59,12 @@ async def _toxiproxy_conventions(request: web.Request, handler: Handler) -> web.
             response = await handler(request)
         except ApiError as exc:
             response = _error(exc)
+        except web.HTTPNotFound:  # no such route: Go's mux answers in plain text
+            response = web.Response(
+                text="404 page not found\n", status=404, content_type="text/plain", charset="utf-8"
+            )
+        except web.HTTPMethodNotAllowed:  # likewise, with an empty body
+            response = web.Response(status=405)
         except web.HTTPException:
             raise
         except Exception as exc:  # an unexpected failure is a 500, as in Toxiproxy
@@ -136,7 +143,7 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    response = _json({"version": API_VERSION})
+    response = _json({"version": API_VERSION}, newline=True)
     response.headers["Content-Type"] = "application/json;charset=utf-8"
     return response
 

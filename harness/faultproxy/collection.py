@@ -10,7 +10,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from harness.faultproxy.addresses import DEFAULT_LISTEN, same_listen, split_address
+from harness.faultproxy.addresses import (
+    DEFAULT_LISTEN,
+    is_loopback,
+    listen_error,
+    same_listen,
+    split_address,
+)
 from harness.faultproxy.errors import (
     ApiError,
     bad_request_body,
@@ -60,15 +66,33 @@ def _bool_field(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _check_addresses(listen: str, upstream: str) -> None:
+def _check_addresses(listen: str, upstream: str, *, allow_non_loopback: bool) -> None:
+    """A bad ``listen`` is a 500 with Go's message (as Toxiproxy, where ``net.Listen`` fails); a
+    non-loopback one is refused (400) unless the server allows it; a bad upstream is a 400."""
     try:
-        split_address(listen, field="listen", allow_port_zero=True)
+        host, _ = split_address(listen, field="listen", allow_port_zero=True)
+    except ValueError:
+        raise ApiError(500, listen_error(listen)) from None
+    if not allow_non_loopback and not is_loopback(host):
+        raise non_loopback_listen(listen)
+    try:
         split_address(upstream, field="upstream", allow_port_zero=False)
     except ValueError as exc:
         raise bad_request_body(str(exc)) from None
 
 
-def parse_proxy_spec(body: Any, *, position: int | None = None) -> ProxySpec:
+def non_loopback_listen(listen: str) -> ApiError:
+    """400: this server only listens on loopback addresses unless started to allow others."""
+    return ApiError(
+        400,
+        f"listen address {listen} is not a loopback address: this fault proxy only listens on "
+        "127.0.0.0/8 and ::1 (start it with --allow-non-loopback to allow other addresses)",
+    )
+
+
+def parse_proxy_spec(
+    body: Any, *, position: int | None = None, allow_non_loopback: bool = False
+) -> ProxySpec:
     """Validate a proxy body (``name`` and ``upstream`` required; ``listen`` defaults to
     127.0.0.1:0, ``enabled`` to true)."""
     if not isinstance(body, dict):
@@ -82,15 +106,16 @@ def parse_proxy_spec(body: Any, *, position: int | None = None) -> ProxySpec:
         raise missing_field(f"upstream{where}")
     listen = _string_field(body, "listen") or DEFAULT_LISTEN
     enabled = _bool_field(body, "enabled", True)
-    _check_addresses(listen, upstream)
+    _check_addresses(listen, upstream, allow_non_loopback=allow_non_loopback)
     return ProxySpec(name, listen, upstream, enabled)
 
 
 class ProxyCollection:
     """Named proxies; every method is one API operation and is serialised with the others."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, *, allow_non_loopback: bool = False) -> None:
         self.seed = seed
+        self.allow_non_loopback = allow_non_loopback
         self._proxies: dict[str, Proxy] = {}
         self._lock = asyncio.Lock()
 
@@ -109,7 +134,7 @@ class ProxyCollection:
 
     async def create(self, body: Any) -> dict[str, Any]:
         """``POST /proxies`` (409 if the name is taken, 500 if the port cannot be bound)."""
-        spec = parse_proxy_spec(body)
+        spec = parse_proxy_spec(body, allow_non_loopback=self.allow_non_loopback)
         async with self._lock:
             if spec.name in self._proxies:
                 raise proxy_already_exists()
@@ -132,7 +157,7 @@ class ProxyCollection:
             listen = _string_field(body, "listen") or proxy.listen
             upstream = _string_field(body, "upstream") or proxy.upstream
             enabled = _bool_field(body, "enabled", proxy.enabled)
-            _check_addresses(listen, upstream)
+            _check_addresses(listen, upstream, allow_non_loopback=self.allow_non_loopback)
             await proxy.update(listen, upstream, enabled)
             return proxy.to_json()
 
@@ -148,7 +173,10 @@ class ProxyCollection:
         match is left alone (toxics, connections and all), so the call is idempotent."""
         if not isinstance(body, list):
             raise bad_request_body(f"expected a JSON array of proxies, got {type(body).__name__}")
-        specs = [parse_proxy_spec(item, position=i) for i, item in enumerate(body, start=1)]
+        specs = [
+            parse_proxy_spec(item, position=i, allow_non_loopback=self.allow_non_loopback)
+            for i, item in enumerate(body, start=1)
+        ]
         names = [spec.name for spec in specs]
         for name in names:
             if names.count(name) > 1:

@@ -50,6 +50,7 @@ class Proxy:
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
+            "Logger": {},  # Toxiproxy 2.12 serialises its (empty) zerolog.Logger field too
             "toxics": self.toxics.to_json(),
         }
 

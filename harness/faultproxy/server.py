@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from harness.faultproxy.addresses import join_address
+from harness.faultproxy.addresses import is_loopback, join_address
 from harness.faultproxy.api import build_app
 from harness.faultproxy.collection import ProxyCollection
 from harness.faultproxy.randomness import new_server_seed
@@ -24,16 +24,27 @@ class FaultProxyServer:
     """A Toxiproxy-compatible fault proxy in this process.
 
     ``async with FaultProxyServer(api_listen=("127.0.0.1", 0), seed=7) as server:`` starts the
-    API (``server.url`` has the real port) and stops every proxy and the API on exit. The same
+    API (``server.url`` has the real port) and stops every proxy and the API on exit. The API
+    and every proxy listen on loopback addresses only, unless ``allow_non_loopback``. The same
     operations are available in-process on ``server.proxies`` (a :class:`ProxyCollection`).
     """
 
     def __init__(
-        self, api_listen: tuple[str, int] = ("127.0.0.1", 8474), *, seed: int | None = None
+        self,
+        api_listen: tuple[str, int] = ("127.0.0.1", 8474),
+        *,
+        seed: int | None = None,
+        allow_non_loopback: bool = False,
     ) -> None:
+        if not allow_non_loopback and not is_loopback(api_listen[0]):
+            raise ValueError(
+                f"API address {api_listen[0]} is not a loopback address; "
+                "pass allow_non_loopback=True (--allow-non-loopback) to listen there"
+            )
         self.seed = seed if seed is not None else new_server_seed()
         self.api_listen = api_listen
-        self.proxies = ProxyCollection(self.seed)
+        self.allow_non_loopback = allow_non_loopback
+        self.proxies = ProxyCollection(self.seed, allow_non_loopback=allow_non_loopback)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 

@@ -37,12 +37,13 @@ class ToxicWrapper:
 
     def to_json(self) -> dict[str, Any]:
         """Toxiproxy's toxic shape."""
+        toxicity = self.toxicity  # Go prints a float32 1.0 as 1
         return {
+            "attributes": dict(self.toxic.attributes),
             "name": self.name,
             "type": self.type,
             "stream": self.stream,
-            "toxicity": self.toxicity,
-            "attributes": dict(self.toxic.attributes),
+            "toxicity": int(toxicity) if toxicity.is_integer() else toxicity,
         }
 
 
@@ -53,8 +54,11 @@ def _require_object(body: Any) -> dict[str, Any]:
 
 
 def _parse_toxicity(value: Any) -> float:
+    """A number in [0, 1] (Toxiproxy takes any float32: above 1 always, below 0 never)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad_request_body(f"toxicity must be a number (0.0 to 1.0), got {value!r}")
+    if not 0 <= value <= 1:
+        raise bad_request_body(f"toxicity must be between 0.0 and 1.0, got {value!r}")
     return float(value)
 
 

@@ -121,6 +121,8 @@ def test_offline_override_replaces_every_image_and_toxiproxy() -> None:
         if "build" in base[name]:
             assert spec["build"] == "!reset", name
     assert offline["toxiproxy"]["command"][:3] == ["outlast", "serve", "faultproxy"]
+    # our server refuses 0.0.0.0 (the API and the populated proxies) unless told otherwise
+    assert "--allow-non-loopback" in offline["toxiproxy"]["command"]
     assert offline["toxiproxy"]["healthcheck"]["test"][0] == "CMD"
     assert offline["broker"]["command"][0] == "mosquitto"
 

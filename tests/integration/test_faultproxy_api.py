@@ -45,7 +45,8 @@ async def test_create_proxy_shape_defaults_and_real_port(
     api: httpx.AsyncClient, upstream: str
 ) -> None:
     body = await make_proxy(api, upstream)
-    assert set(body) == {"name", "listen", "upstream", "enabled", "toxics"}
+    assert list(body) == ["name", "listen", "upstream", "enabled", "Logger", "toxics"]
+    assert body["Logger"] == {}  # as Toxiproxy 2.12, which serialises its logger field
     assert body["enabled"] is True and body["toxics"] == [] and body["upstream"] == upstream
     host, _, port = body["listen"].rpartition(":")
     assert host == "127.0.0.1" and int(port) > 0  # port 0 became a real port
@@ -232,8 +233,46 @@ async def test_bad_request_errors(api: httpx.AsyncClient, upstream: str) -> None
     assert (await api.get("/proxies/p/toxics")).json() == []
     bad_update = await api.patch("/proxies/p", content=b"nope")
     assert bad_update.status_code == 400
-    bad_listen = await api.post("/proxies", json={"name": "r", "upstream": "no-port"})
-    assert bad_listen.status_code == 400
+    bad_upstream = await api.post("/proxies", json={"name": "r", "upstream": "no-port"})
+    assert bad_upstream.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("127.0.0.1:99999", "listen tcp: address 99999: invalid port"),
+        ("127.0.0.1:-1", "listen tcp: address -1: invalid port"),
+        ("bad", "listen tcp: address bad: missing port in address"),
+    ],
+)
+async def test_unusable_listen_is_a_500_with_gos_message(
+    api: httpx.AsyncClient, upstream: str, listen: str, message: str
+) -> None:
+    body = {"name": "r", "listen": listen, "upstream": upstream}
+    assert_error(await api.post("/proxies", json=body), 500, message)
+    await make_proxy(api, upstream)
+    assert_error(await api.patch("/proxies/p", json={"listen": listen}), 500, message)
+
+
+async def test_wire_format_matches_toxiproxy(api: httpx.AsyncClient, upstream: str) -> None:
+    """Compact JSON without a trailing newline; toxicity 1 (a Go float32), attributes first;
+    Go's plain-text 404 for unknown paths and an empty 405."""
+    await make_proxy(api, upstream)
+    response = await api.post("/proxies/p/toxics", json={"type": "latency"})
+    assert response.text == (
+        '{"attributes":{"latency":0,"jitter":0},"name":"latency_downstream",'
+        '"type":"latency","stream":"downstream","toxicity":1}'
+    )
+    half = await api.post(
+        "/proxies/p/toxics", json={"type": "latency", "name": "h", "toxicity": 0.5}
+    )
+    assert half.json()["toxicity"] == 0.5
+    missing = await api.get("/no/such/path")
+    assert missing.status_code == 404
+    assert missing.text == "404 page not found\n"
+    assert missing.headers["content-type"] == "text/plain; charset=utf-8"
+    wrong_method = await api.put("/proxies")
+    assert wrong_method.status_code == 405 and wrong_method.content == b""
 
 
 async def test_listen_port_in_use_is_a_500(api: httpx.AsyncClient, upstream: str) -> None:

@@ -31,10 +31,9 @@ async def affected_pattern(seed: int, upstream: str) -> tuple[list[bool], list[t
         for _ in range(CONNECTIONS):
             reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listen_port)
             writer.write(b"0123456789abcdef" * 4)
-            writer.write_eof()
             data = b""
-            try:
-                while chunk := await asyncio.wait_for(reader.read(1024), 10):
+            try:  # the echo comes back, or the cut connection ends
+                while len(data) < 64 and (chunk := await asyncio.wait_for(reader.read(1024), 10)):
                     data += chunk
             except ConnectionResetError:
                 pass

@@ -82,13 +82,45 @@ class RecordingUpstream:
         writer.close()
 
 
-async def test_bytes_and_half_close_pass_unchanged(proxy: Proxy) -> None:
+async def test_bytes_pass_unchanged(proxy: Proxy) -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB
     async with connected(proxy) as (reader, writer):
         writer.write(payload)
+        echoed = await asyncio.wait_for(reader.readexactly(len(payload)), IO_TIMEOUT)
         writer.write_eof()
-        echoed, _ = await read_to_eof(reader)
+        assert await read_to_eof(reader) == (b"", 0)
     assert echoed == payload
+
+
+async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads to end of stream, then neither answers nor closes (ignores the half-close)."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while await reader.read(65536):
+            pass
+        await asyncio.sleep(30)
+    writer.close()
+
+
+@pytest.mark.parametrize("toxic", [None, "latency"])
+async def test_half_close_closes_once_the_data_is_through(
+    client: FaultProxyClient, toxic: str | None
+) -> None:
+    """As Toxiproxy: when the client shuts its write side, the upstream gets the data and is
+    closed, and so is the client, even though the upstream server never closes."""
+    hold = await asyncio.start_server(_hold, "127.0.0.1", 0)
+    try:
+        port = hold.sockets[0].getsockname()[1]
+        proxy = await client.create_proxy("hold", "127.0.0.1:0", f"127.0.0.1:{port}")
+        if toxic:
+            await proxy.add_toxic(toxic, {"latency": 200}, stream="upstream")
+        async with connected(proxy) as (reader, writer):
+            writer.write(b"x" * 1_000_000)
+            started = time.monotonic()
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5.0) == b""
+            assert time.monotonic() - started < 2.0
+    finally:
+        hold.close()
 
 
 async def test_latency_adds_delay_to_each_roundtrip(proxy: Proxy) -> None:
@@ -206,8 +238,10 @@ async def test_slicer_delivers_in_several_smaller_writes(proxy: Proxy) -> None:
     async with connected(proxy) as (reader, writer):
         await proxy.add_toxic("slicer", {"average_size": 100, "size_variation": 20, "delay": 5000})
         writer.write(payload)
-        writer.write_eof()
-        data, reads = await read_to_eof(reader)
+        data, reads = b"", 0
+        while len(data) < len(payload):
+            data += await asyncio.wait_for(reader.read(65536), IO_TIMEOUT)
+            reads += 1
     assert data == payload
     assert reads >= 5, f"only {reads} reads: the data was not sliced"
 
@@ -216,8 +250,8 @@ async def test_slow_close_delays_the_close(proxy: Proxy) -> None:
     await proxy.add_toxic("slow_close", {"delay": 400})
     async with connected(proxy) as (reader, writer):
         writer.write(b"bye")
-        writer.write_eof()
         assert await asyncio.wait_for(reader.readexactly(3), IO_TIMEOUT) == b"bye"
+        writer.write_eof()  # the proxy closes the upstream, whose end reaches us late
         got_data = time.monotonic()
         assert await asyncio.wait_for(reader.read(10), IO_TIMEOUT) == b""
         assert time.monotonic() - got_data >= 0.3

@@ -29,10 +29,11 @@ Emit = Callable[[Chunk], Awaitable[None]]
 
 
 class LinkHandle(Protocol):
-    """The connection a toxic runs on, as far as a toxic may touch it."""
+    """The link a toxic runs on, as far as a toxic may touch it."""
 
     def close(self) -> None:
-        """Close both sockets gracefully (buffered data is flushed, then FIN)."""
+        """End the stream at this toxic (Toxiproxy's ``stub.Close``): what the toxic already
+        passed on is still delivered, then the connection closes."""
 
     def reset(self) -> None:
         """Close both sockets with TCP RST (SO_LINGER 0), discarding buffered data."""
@@ -49,6 +50,12 @@ class ToxicStub:
     background: Any = field(default=None, repr=False)
 
 
+INT64_MAX = 2**63 - 1
+DAY_MS = 86_400_000
+# Time attributes in milliseconds: up to a day (a fault that lasts longer is a mistake).
+MS_LIMIT = (DAY_MS, " ms (24 h)")
+
+
 class BadAttributes(ValueError):
     """An attribute value that the toxic cannot use (the API answers 400)."""
 
@@ -62,6 +69,11 @@ class Toxic:
 
     type_name: ClassVar[str]
     defaults: ClassVar[Mapping[str, int]]
+    # Bytes that may queue in front of this toxic on a link (0: one chunk). Toxiproxy gives the
+    # latency toxic 1024 chunks of up to 32 KiB, so a delayed stream keeps flowing.
+    buffer_bytes: ClassVar[int] = 0
+    # Largest accepted value (and its unit, for the error message) per attribute.
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {}
 
     def __init__(self, attributes: Mapping[str, int], random: RandomSource) -> None:
         self.attributes: dict[str, int] = {**self.defaults, **attributes}
@@ -69,10 +81,17 @@ class Toxic:
 
     @classmethod
     def check(cls, attributes: Mapping[str, int]) -> None:
-        """Raise :class:`BadAttributes` if ``attributes`` (merged with defaults) are unusable."""
+        """Raise :class:`BadAttributes` if ``attributes`` (merged with defaults) are unusable:
+        negative, or above the toxic's ``limits`` (default: Go's int64, as Toxiproxy)."""
         for name, value in attributes.items():
             if value < 0:
                 raise BadAttributes(f"attribute {name!r} must not be negative, got {value}")
+            limit, unit = cls.limits.get(name, (INT64_MAX, ""))
+            if value > limit:
+                raise BadAttributes(
+                    f"attribute {name!r} of a {cls.type_name} toxic must be at most "
+                    f"{limit}{unit}, got {value}"
+                )
 
     def attr(self, name: str) -> int:
         """Current value of attribute ``name``."""

@@ -14,7 +14,8 @@ class _Count:
 
 
 class LimitDataToxic(Toxic):
-    """Counts bytes per link (kept across attribute updates); at the limit, flushes and closes."""
+    """Counts bytes per link (kept across attribute updates); at the limit the stream ends
+    there: what passed is delivered, then the connection closes."""
 
     type_name: ClassVar[str] = "limit_data"
     defaults: ClassVar[dict[str, int]] = {"bytes": 0}

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from harness.faultproxy.randomness import RandomSource
-from harness.faultproxy.toxics.base import BadAttributes, Chunk, Emit, Toxic, ToxicStub
+from harness.faultproxy.toxics.base import DAY_MS, BadAttributes, Chunk, Emit, Toxic, ToxicStub
 
 
 def slice_bounds(size: int, average: int, variation: int, random: RandomSource) -> list[int]:
@@ -34,6 +34,7 @@ class SlicerToxic(Toxic):
 
     type_name: ClassVar[str] = "slicer"
     defaults: ClassVar[dict[str, int]] = {"average_size": 0, "size_variation": 0, "delay": 0}
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {"delay": (DAY_MS * 1000, " µs (24 h)")}
 
     @classmethod
     def check(cls, attributes: Mapping[str, int]) -> None:

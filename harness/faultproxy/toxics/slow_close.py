@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import ClassVar
 
-from harness.faultproxy.toxics.base import Toxic, ToxicStub
+from harness.faultproxy.toxics.base import MS_LIMIT, Toxic, ToxicStub
 
 
 class SlowCloseToxic(Toxic):
@@ -13,6 +14,7 @@ class SlowCloseToxic(Toxic):
 
     type_name: ClassVar[str] = "slow_close"
     defaults: ClassVar[dict[str, int]] = {"delay": 0}
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {"delay": MS_LIMIT}
 
     async def at_eof(self, stub: ToxicStub) -> None:
         await asyncio.sleep(self.attr("delay") / 1000.0)

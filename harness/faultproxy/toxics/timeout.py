@@ -6,10 +6,10 @@ Removing the toxic closes the connections it was holding, as Toxiproxy does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar
 
-from harness.faultproxy.toxics.base import Chunk, Emit, Toxic, ToxicStub
+from harness.faultproxy.toxics.base import MS_LIMIT, Chunk, Emit, Toxic, ToxicStub
 
 
 class TimeoutToxic(Toxic):
@@ -18,6 +18,7 @@ class TimeoutToxic(Toxic):
 
     type_name: ClassVar[str] = "timeout"
     defaults: ClassVar[dict[str, int]] = {"timeout": 0}
+    limits: ClassVar[Mapping[str, tuple[int, str]]] = {"timeout": MS_LIMIT}
 
     async def pipe(self, chunk: Chunk, emit: Emit, stub: ToxicStub) -> None:
         return  # dropped
