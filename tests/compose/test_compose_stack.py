@@ -215,14 +215,23 @@ async def test_toxics_on_a_connector_link_show_their_effect(stack: ComposeStack)
         httpx.AsyncClient(timeout=10.0, trust_env=False) as client,
     ):
         conn_ams = await faultproxy.get_proxy("conn-ams")
+        pop_ams_fra = await faultproxy.get_proxy("pop-ams-fra")
         async with conn_ams.down():
 
-            async def ams_lost_the_tunnel() -> bool:
-                return (await _visit(client, stack, "ams")).status_code != 200
+            async def ams_forwards() -> bool:
+                response = await _visit(client, stack, "ams")
+                return response.headers.get("X-Outlast-Tunnel-Pop") == "fra"
 
-            await _eventually(ams_lost_the_tunnel, 30, "edge ams losing the tunnel")
-            fra = [(await _visit(client, stack, "fra")).status_code for _ in range(5)]
-            assert fra == [200] * 5
+            await _eventually(ams_forwards, 30, "edge ams forwarding to fra")
+            # Partitioned from fra as well, ams has no way to the tunnel; fra still serves.
+            async with pop_ams_fra.down():
+
+                async def ams_lost_the_tunnel() -> bool:
+                    return (await _visit(client, stack, "ams")).status_code != 200
+
+                await _eventually(ams_lost_the_tunnel, 30, "edge ams losing the tunnel")
+                fra = [(await _visit(client, stack, "fra")).status_code for _ in range(5)]
+                assert fra == [200] * 5
         await wait_http(f"{stack.visitor_url('ams')}/", timeout=60, headers={"Host": HOSTNAME})
 
         conn_fra = await faultproxy.get_proxy("conn-fra")
