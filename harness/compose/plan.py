@@ -23,6 +23,11 @@ EDGE_TUNNEL_PORT = 7844
 EDGE_VISITOR_PORT = 8080
 EDGE_DNS_PORT = 5353
 EDGE_METRICS_PORT = 9090
+EDGE_PEER_PORT = 7845
+ANYCAST_SERVICE = "anycast"
+ANYCAST_VISITOR_PORT = 8080
+ANYCAST_DNS_PORT = 5353
+ANYCAST_CONTROL_PORT = 8081
 CONNECTOR_METRICS_PORT = 20241
 
 DATA_ROOT = "/var/lib/outlast"
@@ -46,6 +51,8 @@ PROXY_PORTS: dict[str, int] = {
     "cp-broker": 10020,
     "edge-ams-broker": 10021,
     "edge-fra-broker": 10022,
+    "pop-ams-fra": 10031,
+    "pop-fra-ams": 10032,
 }
 
 DEFAULT_TUNNEL = "web"
@@ -71,6 +78,10 @@ class Link:
         return f"{FAULTPROXY_SERVICE}:{self.listen_port}"
 
 
+def _peers(pop: str) -> list[str]:
+    return [peer for peer in POPS if peer != pop]
+
+
 def links() -> list[Link]:
     """Every link of the Compose stack, in the embedded stack's order."""
     upstream = {
@@ -81,12 +92,15 @@ def links() -> list[Link]:
         upstream[f"conn-{pop}"] = f"edge-{pop}:{EDGE_TUNNEL_PORT}"
         upstream[f"edge-{pop}-api"] = f"controlplane:{CONTROLPLANE_PORT}"
         upstream[f"edge-{pop}-broker"] = f"broker:{BROKER_PORT}"
+        for peer in _peers(pop):
+            upstream[f"pop-{pop}-{peer}"] = f"edge-{peer}:{EDGE_PEER_PORT}"
     order = [
         *(f"conn-{pop}" for pop in POPS),
         "connector-api",
         *(f"edge-{pop}-api" for pop in POPS),
         "cp-broker",
         *(f"edge-{pop}-broker" for pop in POPS),
+        *(f"pop-{pop}-{peer}" for pop in POPS for peer in _peers(pop)),
     ]
     return [Link(name, PROXY_PORTS[name], upstream[name]) for name in order]
 
@@ -138,13 +152,91 @@ def connector_command(
     return [*command, *extra]
 
 
-def service_of(component: str) -> str:
-    """The Compose service that runs harness component ``component``."""
-    if component.startswith("connector-"):
-        return "connector"
+def edge_command(pop: str) -> list[str]:
+    """The ``edge-<pop>`` service's command: listeners, broker link, peer listener and peers."""
+    command = [
+        "outlast",
+        "serve",
+        "edge",
+        "--pop",
+        pop,
+        "--tunnel-listen",
+        f"0.0.0.0:{EDGE_TUNNEL_PORT}",
+        "--visitor-listen",
+        f"0.0.0.0:{EDGE_VISITOR_PORT}",
+        "--dns-listen",
+        f"0.0.0.0:{EDGE_DNS_PORT}",
+        "--metrics-listen",
+        f"0.0.0.0:{EDGE_METRICS_PORT}",
+        "--broker",
+        link(f"edge-{pop}-broker").faultproxy_address,
+        "--cache-dir",
+        EDGE_CACHE_DIR,
+        "--tls-cert",
+        f"{PKI_DIR}/edge-{pop}.pem",
+        "--tls-key",
+        f"{PKI_DIR}/edge-{pop}.key",
+        "--peer-listen",
+        f"0.0.0.0:{EDGE_PEER_PORT}",
+    ]
+    for peer in _peers(pop):
+        command += ["--peer", f"{peer}={link(f'pop-{pop}-{peer}').faultproxy_address}"]
+    return command
+
+
+def anycast_command(
+    convergence: float | str = 1.0,
+    seed: int | str = 0,
+    regions: tuple[str, ...] = (),
+) -> list[str]:
+    """The ``anycast`` service's command: the visitor entry in front of every edge's container
+    visitor and DNS ports (``regions`` are ``--region`` values; none = one per PoP)."""
+    command = [
+        "outlast",
+        "serve",
+        "anycast",
+        "--listen",
+        f"0.0.0.0:{ANYCAST_VISITOR_PORT}",
+        "--dns-listen",
+        f"0.0.0.0:{ANYCAST_DNS_PORT}",
+        "--control-listen",
+        f"0.0.0.0:{ANYCAST_CONTROL_PORT}",
+        "--convergence",
+        str(convergence),
+        "--seed",
+        str(seed),
+    ]
+    for pop in POPS:
+        command += ["--pop", f"{pop}=edge-{pop}:{EDGE_VISITOR_PORT},edge-{pop}:{EDGE_DNS_PORT}"]
+    for region in regions:
+        command += ["--region", region]
+    return command
+
+
+def connector_service(replica: int) -> str:
+    """The Compose service of connector replica ``replica`` (1 = ``connector``)."""
+    return "connector" if replica == 1 else f"connector-{replica}"
+
+
+def service_of(component: str, tunnel: str = DEFAULT_TUNNEL) -> str:
+    """The Compose service that runs harness component ``component`` (``connector-<tunnel>`` is
+    ``connector``, its replica ``connector-<tunnel>-<n>`` is ``connector-<n>``)."""
+    connector = f"connector-{tunnel}"
+    if component == connector:
+        return connector_service(1)
+    replica = component.removeprefix(f"{connector}-")
+    if component.startswith(f"{connector}-") and replica.isdigit() and int(replica) >= 2:
+        return connector_service(int(replica))
     if component == "faultproxy":
         return FAULTPROXY_SERVICE
-    known = {"broker", "controlplane", "origin", FAULTPROXY_SERVICE, *(f"edge-{p}" for p in POPS)}
+    known = {
+        "broker",
+        "controlplane",
+        "origin",
+        ANYCAST_SERVICE,
+        FAULTPROXY_SERVICE,
+        *(f"edge-{p}" for p in POPS),
+    }
     if component not in known:
         raise KeyError(component)
     return component

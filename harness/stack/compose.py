@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import io
 import json
 import os
@@ -24,6 +25,8 @@ import tarfile
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from harness.compose import plan
 from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
@@ -39,6 +42,7 @@ from reference.files import atomic_write
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 OFFLINE_IMAGE = "outlast:offline"
+OFFLINE_IMAGE_REFERENCE = "${OUTLAST_OFFLINE_IMAGE:-outlast:offline}"
 
 #: Environment variable of each published host port (see compose/compose.yaml).
 PORT_VARIABLES: dict[str, str] = {
@@ -46,6 +50,9 @@ PORT_VARIABLES: dict[str, str] = {
     "controlplane": "OUTLAST_API_PORT",
     "origin": "OUTLAST_ORIGIN_PORT",
     "connector-metrics": "OUTLAST_CONNECTOR_METRICS_PORT",
+    "anycast-visitor": "OUTLAST_ANYCAST_VISITOR_PORT",
+    "anycast-dns": "OUTLAST_ANYCAST_DNS_PORT",
+    "anycast-control": "OUTLAST_ANYCAST_CONTROL_PORT",
     **{
         f"edge-{pop}-{kind}": f"OUTLAST_EDGE_{pop.upper()}_{kind.upper()}_PORT"
         for pop in plan.POPS
@@ -62,6 +69,13 @@ def _read_file_from_archive(stream: Any) -> bytes:
         if extracted is None:
             raise StackError(f"{member.name} is not a regular file")
         return extracted.read()
+
+
+def _compose_file_services() -> dict[str, Any]:
+    """The services of ``compose/compose.yaml`` with its YAML anchors merged."""
+    data = yaml.safe_load((repo_root() / "compose" / "compose.yaml").read_text())
+    services: dict[str, Any] = data["services"]
+    return services
 
 
 class ComposeStack(StackLayout):
@@ -107,15 +121,35 @@ class ComposeStack(StackLayout):
             )
         if len(topology.tunnels) != 1 or topology.tunnels[0].kind != "named":
             raise StackError(
-                "the compose backend runs exactly one named tunnel (one connector service); "
-                "use the local backend for several or legacy tunnels"
+                "the compose backend runs exactly one named tunnel (one connector service, plus "
+                "one per extra replica); use the local backend for several or legacy tunnels"
             )
 
     # ----------------------------------------------------------------- paths and endpoints
 
+    def service_of(self, component: str) -> str:
+        """The Compose service of ``component`` (``KeyError`` if it has none)."""
+        return plan.service_of(component, self.tunnel.name)
+
+    def _metrics_port_key(self, component: str) -> str:
+        return "connector-metrics" if component == self.tunnel.connector else f"{component}-metrics"
+
+    def connector_metrics_url(self, connector: str | None = None) -> str:
+        """Base URL of a connector replica's /metrics and /ready (``connector`` = the tunnel's
+        name or a component such as ``connector-web-2``; default: the first replica)."""
+        component = connector or self.tunnel.connector
+        if not component.startswith("connector-"):
+            component = f"connector-{component}"
+        return f"http://{_addr(self.ports[self._metrics_port_key(component)])}"
+
     @property
-    def connector_metrics_url(self) -> str:
-        return f"http://{_addr(self.ports['connector-metrics'])}"
+    def anycast_url(self) -> str:
+        """The edge network's one visitor address (HTTP and WebSocket)."""
+        return f"http://{_addr(self.ports['anycast-visitor'])}"
+
+    @property
+    def anycast_control_url(self) -> str:
+        return f"http://{_addr(self.ports['anycast-control'])}"
 
     @property
     def compose_files(self) -> list[Path]:
@@ -151,11 +185,23 @@ class ComposeStack(StackLayout):
                     lk.name: {"listen": lk.listen, "upstream": lk.upstream} for lk in plan.links()
                 },
             },
+            "visitor_url": self.anycast_url,
+            "dns": _addr(self.ports["anycast-dns"]),
+            "anycast": {
+                "visitor_url": self.anycast_url,
+                "dns": _addr(self.ports["anycast-dns"]),
+                "control_url": self.anycast_control_url,
+                "convergence": self.topology.convergence,
+                "regions": {r.name: list(r.prefer) for r in self.topology.visitor_regions},
+            },
+            # ``tunnel`` and ``peer`` are in-project addresses (not published): what the
+            # connector dials (the conn-<pop> proxy) and the PoP's peer listener.
             "pops": {
                 pop: {
                     "visitor_url": self.visitor_url(pop),
                     "dns": _addr(self.ports[f"edge-{pop}-dns"]),
                     "tunnel": plan.link(f"conn-{pop}").faultproxy_address,
+                    "peer": f"edge-{pop}:{plan.EDGE_PEER_PORT}",
                     "metrics_url": self.pop_metrics_url(pop),
                 }
                 for pop in self.topology.pops
@@ -168,14 +214,21 @@ class ComposeStack(StackLayout):
                     "id": self.tunnel_ids.get(tunnel.name),
                     "credentials_file": str(self.credentials_files.get(tunnel.name, "")),
                     "connector": tunnel.connector,
-                    "metrics_url": self.connector_metrics_url + "/metrics",
-                    "ready_url": self.connector_metrics_url + "/ready",
+                    "metrics_url": self.connector_metrics_url() + "/metrics",
+                    "ready_url": self.connector_metrics_url() + "/ready",
+                    "connectors": {
+                        c: {
+                            "metrics_url": self.connector_metrics_url(c) + "/metrics",
+                            "ready_url": self.connector_metrics_url(c) + "/ready",
+                        }
+                        for c in tunnel.connectors
+                    },
                 }
             ],
             "components": {
                 name: {
-                    "service": plan.service_of(name),
-                    "container": f"{self.project}-{plan.service_of(name)}-1",
+                    "service": self.service_of(name),
+                    "container": f"{self.project}-{self.service_of(name)}-1",
                     "pid": None,
                     "log": str(self.state_dir / "logs" / f"{name}.log"),
                     "running": self.running.get(name, False),
@@ -235,7 +288,8 @@ class ComposeStack(StackLayout):
 
     def _allocate_ports(self) -> None:
         taken: set[int] = set()
-        for name in PORT_VARIABLES:
+        replicas = [self._metrics_port_key(c) for c in self.tunnel.connectors[1:]]
+        for name in [*PORT_VARIABLES, *replicas]:
             port = free_port()
             while port in taken:
                 port = free_port()
@@ -243,10 +297,56 @@ class ComposeStack(StackLayout):
             self.ports[name] = port
 
     def _write_run_override(self) -> None:
-        """``compose.run.yaml``: this run's connector command (extra connector arguments)."""
+        """``compose.run.yaml``: this run's connector command (extra connector arguments), the
+        anycast front's convergence, seed and regions, and a service per extra replica."""
+        topo = self.topology
         command = plan.connector_command(self.tunnel.name, extra=self.connector_args)
-        override = {"services": {"connector": {"command": command}}}
+        anycast = plan.anycast_command(
+            convergence=topo.convergence,
+            seed=self.seed,
+            regions=tuple(r.argument() for r in topo.visitor_regions),
+        )
+        services: dict[str, Any] = {
+            "connector": {"command": command},
+            plan.ANYCAST_SERVICE: {"command": anycast},
+        }
+        volumes: dict[str, Any] = {}
+        networks: dict[str, Any] = {}
+        if len(self.tunnel.connectors) > 1:
+            base = _compose_file_services()["connector"]
+            for replica, component in enumerate(self.tunnel.connectors[1:], start=2):
+                service = plan.connector_service(replica)
+                services[service] = self._replica_service(base, component, replica, command)
+                volumes[f"connector-state-{replica}"] = {}
+                networks[f"pub-{service}"] = {}
+        override: dict[str, Any] = {"services": services}
+        if volumes:
+            override["volumes"] = volumes
+            override["networks"] = networks
         atomic_write(self.state_dir / "compose.run.yaml", json.dumps(override, indent=2).encode())
+
+    def _replica_service(
+        self, base: dict[str, Any], component: str, replica: int, command: list[str]
+    ) -> dict[str, Any]:
+        """Service ``connector-<replica>``: the ``connector`` service with its own state volume,
+        published metrics port and publishing network."""
+        spec = copy.deepcopy(base)
+        spec["command"] = command
+        port = self.ports[self._metrics_port_key(component)]
+        spec["ports"] = [f"127.0.0.1:{port}:{plan.CONNECTOR_METRICS_PORT}"]
+        spec["volumes"] = [
+            volume.replace("connector-state:", f"connector-state-{replica}:", 1)
+            for volume in base["volumes"]
+        ]
+        spec["networks"] = [
+            f"pub-{plan.connector_service(replica)}" if network == "pub-connector" else network
+            for network in base["networks"]
+        ]
+        if self._offline():
+            spec.pop("build", None)
+            spec["image"] = OFFLINE_IMAGE_REFERENCE
+            spec["pull_policy"] = "never"
+        return spec
 
     async def up(self) -> None:
         """Start the project and wait until visitors are served through every PoP.
@@ -265,8 +365,8 @@ class ComposeStack(StackLayout):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
         self._allocate_ports()
-        self._write_run_override()
         await asyncio.to_thread(self._offline)  # decide once, before the first compose call
+        self._write_run_override()
         self._compose_started = True
         try:
             await run_compose(
@@ -282,14 +382,18 @@ class ComposeStack(StackLayout):
         await self._login_on_host()
         await self.wait_serving()
 
-    async def wait_serving(self, timeout: float | None = None) -> None:
-        """Wait until the tunnel's hostname is served through every PoP."""
+    async def wait_serving(
+        self, tunnel: TunnelSpec | None = None, timeout: float | None = None
+    ) -> None:
+        """Wait until every replica is ready and the tunnel's hostname is served through every
+        PoP and through the anycast entry (``tunnel``: as ``LocalStack``; there is one)."""
+        if tunnel is not None and tunnel.name != self.tunnel.name:
+            raise StackError(f"no tunnel {tunnel.name!r} in this stack (have: {self.tunnel.name})")
         timeout = timeout or self.ready_timeout
-        await wait_http(f"{self.connector_metrics_url}/ready", timeout=timeout)
-        for pop in self.topology.pops:
-            await wait_http(
-                f"{self.visitor_url(pop)}/", timeout=timeout, headers={"Host": self.tunnel.hostname}
-            )
+        for component in self.tunnel.connectors:
+            await wait_http(f"{self.connector_metrics_url(component)}/ready", timeout=timeout)
+        for url in [*(self.visitor_url(pop) for pop in self.topology.pops), self.anycast_url]:
+            await wait_http(f"{url}/", timeout=timeout, headers={"Host": self.tunnel.hostname})
 
     def _container(self, service: str) -> Any:
         found = self._docker().containers.list(
@@ -385,7 +489,7 @@ class ComposeStack(StackLayout):
             all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
         )
         services = {c.labels.get(SERVICE_LABEL, c.name): c for c in containers}
-        names = {plan.service_of(n): n for n in self.topology.components}
+        names = {self.service_of(n): n for n in self.topology.components}
         for service, container in services.items():
             name = names.get(service, service)
             try:
@@ -419,7 +523,7 @@ class ComposeStack(StackLayout):
 
     def _service(self, component: str) -> str:
         try:
-            return plan.service_of(component)
+            return self.service_of(component)
         except KeyError:
             known = ", ".join(self.topology.components)
             raise StackError(f"no component {component!r} in this stack (have: {known})") from None

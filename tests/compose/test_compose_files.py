@@ -6,11 +6,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from harness.compose import plan
 from harness.stack.compose import PORT_VARIABLES
-from harness.stack.topology import Topology
+from harness.stack.topology import Topology, TunnelSpec
 
 COMPOSE_DIR = Path(__file__).resolve().parents[2] / "compose"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -62,6 +63,13 @@ def test_clients_dial_their_link_through_the_fault_proxy() -> None:
         assert option(f"edge-{pop}", "--broker") == broker
     assert option("bootstrap", "--api") == "http://" + plan.link("connector-api").faultproxy_address
     assert services["connector"]["command"] == plan.connector_command()
+    for pop in plan.POPS:
+        assert services[f"edge-{pop}"]["command"] == plan.edge_command(pop)
+        for peer in plan.POPS:
+            if peer != pop:
+                address = plan.link(f"pop-{pop}-{peer}").faultproxy_address
+                assert f"{peer}={address}" in services[f"edge-{pop}"]["command"]
+    assert services["anycast"]["command"] == plan.anycast_command()
     conf = (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text()
     for lk in plan.links():
         host, port = lk.upstream.split(":")
@@ -80,8 +88,11 @@ def test_services_share_networks_only_with_the_fault_proxy() -> None:
     for network, members in networks.items():
         others = members - {"toxiproxy", "setup", "bootstrap"}
         allowed = {"connector", "origin"} if network == "net-origin" else set()
+        if network.startswith("front-"):  # the anycast front and one PoP, nothing else
+            assert members == {"anycast", f"edge-{network.removeprefix('front-')}"}, network
+            allowed = members
         assert len(others) <= 1 or others == allowed, (network, members)
-        if network.startswith("net-"):
+        if network.startswith(("net-", "front-")):
             assert data["networks"][network] == {"internal": True}, network
 
 
@@ -132,3 +143,34 @@ def test_populate_body_names_every_link_of_the_embedded_topology() -> None:
     assert [p["name"] for p in body] == Topology().links
     assert len({p["listen"] for p in body}) == len(body)
     assert all(str(p["listen"]).startswith("0.0.0.0:") for p in body)
+
+
+def test_anycast_front_reaches_every_pop_visitor_and_dns_port() -> None:
+    services = _defaults(_load("compose.yaml")["services"])
+    anycast = services["anycast"]
+    command = anycast["command"]
+    pops = [command[i + 1] for i, arg in enumerate(command) if arg == "--pop"]
+    assert pops == [
+        f"{pop}=edge-{pop}:{plan.EDGE_VISITOR_PORT},edge-{pop}:{plan.EDGE_DNS_PORT}"
+        for pop in plan.POPS
+    ]
+    assert set(anycast["networks"]) == {"pub-anycast", *(f"front-{pop}" for pop in plan.POPS)}
+    container_ports = {str(p).split(":", 2)[2] for p in anycast["ports"]}
+    assert container_ports == {
+        str(plan.ANYCAST_VISITOR_PORT),
+        f"{plan.ANYCAST_DNS_PORT}/udp",
+        f"{plan.ANYCAST_DNS_PORT}/tcp",
+        str(plan.ANYCAST_CONTROL_PORT),
+    }
+
+
+def test_service_of_maps_anycast_and_every_replica() -> None:
+    topology = Topology(tunnels=(TunnelSpec("web", "app.example.com", replicas=3),))
+    services = {c: plan.service_of(c) for c in topology.components}
+    assert services["anycast"] == "anycast"
+    assert services["connector-web"] == "connector"
+    assert services["connector-web-2"] == "connector-2"
+    assert services["connector-web-3"] == "connector-3"
+    assert plan.service_of("connector-api-2", "api") == "connector-2"
+    with pytest.raises(KeyError):
+        plan.service_of("connector-other")

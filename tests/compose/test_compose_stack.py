@@ -1,8 +1,9 @@
 """The Compose backend against a real Docker engine (scripts/compose-ci runs these).
 
-One project serves every test of this module, in order: visitors through the tunnel, links only
-through the fault proxy, a killed control-plane container, a toxic on a connector link, and
-finally ``down`` leaving no container, network or volume.
+One project (two connector replicas) serves every test of this module, in order: visitors
+through the tunnel, links only through the fault proxy, the anycast entry, forwarding between the
+PoPs, a killed control-plane container, a toxic on a connector link, and finally ``down`` leaving
+no container, network or volume.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest_asyncio
 from harness.faultproxy.client import FaultProxyClient
 from harness.stack.compose import ComposeStack
 from harness.stack.readiness import wait_http
+from harness.stack.topology import Topology, TunnelSpec
 
 pytestmark = [
     pytest.mark.compose,
@@ -31,7 +33,8 @@ HOSTNAME = "app.example.com"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ComposeStack]:
-    compose_stack = ComposeStack(tmp_path_factory.mktemp("compose"), ready_timeout=180)
+    topology = Topology(tunnels=(TunnelSpec("web", HOSTNAME, replicas=2),))
+    compose_stack = ComposeStack(tmp_path_factory.mktemp("compose"), topology, ready_timeout=180)
     await compose_stack.up()
     try:
         yield compose_stack
@@ -107,6 +110,86 @@ async def test_containers_reach_each_other_only_through_the_fault_proxy(
     assert await dial("connector-web", "toxiproxy", 10001) == "reached"
 
 
+async def test_anycast_entry_serves_visitors_dns_and_both_replicas(stack: ComposeStack) -> None:
+    endpoints = stack.endpoints()
+    tunnel = endpoints["tunnels"][0]
+    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+        served_by: set[str] = set()
+        for _ in range(10):
+            response = await client.get(
+                f"{endpoints['visitor_url']}/probe", headers={"Host": HOSTNAME}
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["origin"] == "origin"
+            served_by.add(response.headers["X-Outlast-Pop"])
+        assert served_by <= set(endpoints["pops"]), served_by
+        pops = (await client.get(f"{endpoints['anycast']['control_url']}/pops")).json()
+        assert {p["name"]: p["routed"] for p in pops["pops"]} == {"ams": True, "fra": True}
+        # Both replicas hold registered connections of the one tunnel.
+        assert list(tunnel["connectors"]) == ["connector-web", "connector-web-2"]
+        for urls in tunnel["connectors"].values():
+            assert (await client.get(urls["ready_url"])).status_code == 200
+    assert stack.service_of("connector-web-2") == "connector-2"
+    assert await stack.container_status("connector-web-2") == "running"
+    assert await stack.container_status("anycast") == "running"
+    host, port = endpoints["dns"].rsplit(":", 1)
+    answer = dnslib.DNSRecord.parse(
+        dnslib.DNSRecord.question(HOSTNAME, "CNAME").send(host, int(port), timeout=5)
+    )
+    assert any(tunnel["id"] in str(rr.rdata) for rr in answer.rr), answer
+
+
+async def test_visitor_landing_at_a_pop_without_connections_is_forwarded(
+    stack: ComposeStack,
+) -> None:
+    """fra withdrawn at the anycast front (every visitor lands at ams) and conn-ams down (ams
+    holds no connection): ams forwards over pop-ams-fra, the response names fra."""
+    control = stack.endpoints()["anycast"]["control_url"]
+    async with (
+        FaultProxyClient(stack.faultproxy_url) as faultproxy,
+        httpx.AsyncClient(timeout=10.0, trust_env=False) as client,
+    ):
+
+        async def routed() -> dict[str, bool]:
+            pops = (await client.get(f"{control}/pops")).json()["pops"]
+            return {p["name"]: p["routed"] for p in pops}
+
+        withdrawn = await client.post(f"{control}/pops/fra/withdraw")
+        assert withdrawn.status_code == 202, withdrawn.text
+        try:
+
+            async def fra_withdrawn() -> bool:
+                return await routed() == {"ams": True, "fra": False}
+
+            await _eventually(fra_withdrawn, 15, "the withdrawal of fra")
+            conn_ams = await faultproxy.get_proxy("conn-ams")
+            async with conn_ams.down():
+
+                async def ams_forwards() -> bool:
+                    response = await _visit(client, stack, "ams")
+                    return response.headers.get("X-Outlast-Tunnel-Pop") == "fra"
+
+                await _eventually(ams_forwards, 30, "edge ams forwarding to fra")
+                for _ in range(10):
+                    response = await client.get(
+                        f"{stack.anycast_url}/probe", headers={"Host": HOSTNAME}
+                    )
+                    assert response.status_code == 200, response.text
+                    assert response.headers["X-Outlast-Pop"] == "ams"
+                    assert response.headers["X-Outlast-Tunnel-Pop"] == "fra"
+                    assert response.json()["origin"] == "origin"
+        finally:
+            await client.post(f"{control}/pops/fra/announce")
+    await _eventually(lambda: _all_routed(control), 15, "fra announced again at the anycast front")
+    await stack.wait_serving(timeout=60)
+
+
+async def _all_routed(control: str) -> bool:
+    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+        pops = (await client.get(f"{control}/pops")).json()["pops"]
+    return all(p["routed"] for p in pops)
+
+
 async def test_killed_controlplane_container_does_not_stop_traffic(stack: ComposeStack) -> None:
     await stack.kill("controlplane")
     try:
@@ -132,14 +215,23 @@ async def test_toxics_on_a_connector_link_show_their_effect(stack: ComposeStack)
         httpx.AsyncClient(timeout=10.0, trust_env=False) as client,
     ):
         conn_ams = await faultproxy.get_proxy("conn-ams")
+        pop_ams_fra = await faultproxy.get_proxy("pop-ams-fra")
         async with conn_ams.down():
 
-            async def ams_lost_the_tunnel() -> bool:
-                return (await _visit(client, stack, "ams")).status_code != 200
+            async def ams_forwards() -> bool:
+                response = await _visit(client, stack, "ams")
+                return response.headers.get("X-Outlast-Tunnel-Pop") == "fra"
 
-            await _eventually(ams_lost_the_tunnel, 30, "edge ams losing the tunnel")
-            fra = [(await _visit(client, stack, "fra")).status_code for _ in range(5)]
-            assert fra == [200] * 5
+            await _eventually(ams_forwards, 30, "edge ams forwarding to fra")
+            # Partitioned from fra as well, ams has no way to the tunnel; fra still serves.
+            async with pop_ams_fra.down():
+
+                async def ams_lost_the_tunnel() -> bool:
+                    return (await _visit(client, stack, "ams")).status_code != 200
+
+                await _eventually(ams_lost_the_tunnel, 30, "edge ams losing the tunnel")
+                fra = [(await _visit(client, stack, "fra")).status_code for _ in range(5)]
+                assert fra == [200] * 5
         await wait_http(f"{stack.visitor_url('ams')}/", timeout=60, headers={"Host": HOSTNAME})
 
         conn_fra = await faultproxy.get_proxy("conn-fra")
