@@ -3,24 +3,22 @@
     python bench/failover.py [--rate 40] [--trials 3] [--fault-seconds 8] [--kinds ...]
 
 One embedded stack (2 PoPs, one named tunnel, 4 HA connections). Visitors send requests at a
-fixed rate (open loop), round robin over both PoPs, alternating GET (idempotent) and POST with a
-1 KiB body (not idempotent). Each trial: 3 s of traffic, the connector's link to PoP ``ams``
-broken for ``--fault-seconds``, then 8 s more. Every answer is checked (the origin echoes the
-request id and the body's SHA-256).
+fixed rate (open loop), round robin over three entries — the edge network's anycast address
+(what visitors use), and each PoP's own address — alternating GET (idempotent) and POST with a
+1 KiB body (not idempotent), each on a new connection. Each trial: 3 s of traffic, the
+connector's link to PoP ``ams`` broken for ``--fault-seconds``, then 8 s more. Every answer is
+checked (the origin echoes the request id and the body's SHA-256).
 
-Two views of "failed", both measured on the same requests:
+The views, measured side by side on the same run:
 
-* **per PoP** (as the reference edge is): a request fails unless the PoP it was sent to serves
-  it. The reference edge does not forward between PoPs, so while the tunnel has no connection at
-  ``ams`` every request sent there gets 530 / error 1033.
-* **edge network**: the visitor's request is re-sent once to the other PoP when the first PoP
-  answered 530/1033 (nothing was forwarded, so this is safe for any method), or 502/1035 / no
-  answer and the method is idempotent — the edge's own retry rule, extended across PoPs, as an
-  anycast edge that forwards between PoPs would apply it. A request fails if that fails too.
+* **anycast**: the visitor's view. Each connection lands on a PoP by region; a PoP without a
+  connection of the tunnel forwards to one that has it.
+* **ams address** / **fra address**: requests sent to one PoP's own address; ams serves them
+  through fra (forwarding) while its link is broken.
 
-Target: 0 failed idempotent requests for reset and down (edge-network view); for a black hole,
-failures only for requests started within the heartbeat timeout after the fault began.
-Bounded: --trials (max 20), --rate (max 500), 5 s per request; traffic to 127.0.0.1 only.
+Target: 0 failed requests for reset and down (anycast); for a black hole, failures only for
+requests started within the heartbeat timeout after the fault began (they were on a silent
+connection). Bounded: --trials (max 20), --rate (max 500), 5 s per request; 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -59,30 +57,19 @@ class Outcome:
     """One visitor request and what each view made of it."""
 
     at: float  # start, seconds after the fault began (negative: before)
-    pop: str
+    entry: str  # "anycast", or the PoP whose own address it was sent to
     method: str
-    first: str  # "ok", or why the first PoP failed: "530/1033", "502/1035", "timeout", ...
-    second: str | None  # the other PoP's answer when the edge-network view re-sent it
+    result: str  # "ok", or why it failed: "530/1033", "502/1035", "timeout", ...
     latency_s: float
+    served_via: str | None = None  # "ams->fra": the PoP reached -> the PoP whose link served
 
     @property
     def idempotent(self) -> bool:
         return self.method == "GET"
 
     @property
-    def per_pop_failed(self) -> bool:
-        return self.first != "ok"
-
-    @property
-    def network_failed(self) -> bool:
-        return self.first != "ok" and self.second != "ok"
-
-
-def resend(first: str, method: str) -> bool:
-    """May the edge network send this request to another PoP after ``first`` happened?"""
-    if first == "530/1033":
-        return True  # the PoP had no connection: nothing was forwarded
-    return method == "GET" and first != "ok"
+    def failed(self) -> bool:
+        return self.result != "ok"
 
 
 class Visitors:
@@ -91,53 +78,55 @@ class Visitors:
     def __init__(self, stack: LocalStack, rate: float, seed: int) -> None:
         self.stack = stack
         self.pops = list(stack.topology.pops)
+        self.entries = {"anycast": stack.anycast_url} | {p: stack.visitor_url(p) for p in self.pops}
         self.hostname = stack.topology.tunnels[0].hostname
         self.interval = 1.0 / rate
         self.random = random.Random(seed)
 
     async def attempt(
-        self, session: aiohttp.ClientSession, pop: str, method: str, body: bytes
-    ) -> str:
+        self, session: aiohttp.ClientSession, entry: str, method: str, body: bytes
+    ) -> tuple[str, str | None]:
         request_id = uuid.uuid4().hex
         try:
             async with session.request(
                 method,
-                f"{self.stack.visitor_url(pop)}/probe/{request_id}",
+                f"{self.entries[entry]}/probe/{request_id}",
                 data=body if method == "POST" else None,
                 headers={"Host": self.hostname, "X-Request-Id": request_id},
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
             ) as response:
                 payload = await response.json(content_type=None)
                 status = response.status
+                via = f"{response.headers.get('X-Outlast-Pop')}->" + str(
+                    response.headers.get("X-Outlast-Tunnel-Pop")
+                )
         except TimeoutError:
-            return "timeout"
+            return "timeout", None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return type(exc).__name__
+            return type(exc).__name__, None
         if status != 200:
             code = payload.get("error_code") if isinstance(payload, dict) else None
-            return f"{status}/{code}"
+            return f"{status}/{code}", via
         digest = hashlib.sha256(body if method == "POST" else b"").hexdigest()
-        if payload.get("request_id") != request_id or payload.get("body_sha256") != digest:
-            return "wrong answer"
-        return "ok"
+        if not isinstance(payload, dict) or (
+            payload.get("request_id") != request_id or payload.get("body_sha256") != digest
+        ):
+            return "wrong answer", via
+        return "ok", via
 
     async def one(
-        self, session: aiohttp.ClientSession, pop: str, method: str, fault_at: float
+        self, session: aiohttp.ClientSession, entry: str, method: str, fault_at: float
     ) -> Outcome:
         body = self.random.randbytes(BODY) if method == "POST" else b""
         started = time.monotonic()
-        first = await self.attempt(session, pop, method, body)
-        second = None
-        if first != "ok" and resend(first, method):
-            other = next(p for p in self.pops if p != pop)
-            second = await self.attempt(session, other, method, body)
+        result, via = await self.attempt(session, entry, method, body)
         return Outcome(
             round(started - fault_at, 4),
-            pop,
+            entry,
             method,
-            first,
-            second,
+            result,
             round(time.monotonic() - started, 4),
+            via,
         )
 
     async def run(
@@ -146,10 +135,11 @@ class Visitors:
         tasks: list[asyncio.Task[Outcome]] = []
         started = time.monotonic()
         count = int(seconds / self.interval)
+        names = list(self.entries)
         for i in range(count):
-            pop = self.pops[i % len(self.pops)]
-            method = "GET" if (i // len(self.pops)) % 2 == 0 else "POST"
-            tasks.append(asyncio.create_task(self.one(session, pop, method, fault_at)))
+            entry = names[i % len(names)]
+            method = "GET" if (i // len(names)) % 2 == 0 else "POST"
+            tasks.append(asyncio.create_task(self.one(session, entry, method, fault_at)))
             delay = started + (i + 1) * self.interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -176,13 +166,19 @@ async def trial(
 
 
 def analyse(outcomes: list[Outcome], fault_s: float) -> dict[str, Any]:
-    def view(failed: list[Outcome]) -> dict[str, Any]:
+    def view(sent: list[Outcome]) -> dict[str, Any]:
+        failed = [o for o in sent if o.failed]
         starts = [o.at for o in failed]
         reasons: dict[str, int] = {}
         for o in failed:
-            key = o.first if o.second is None else f"{o.first} then {o.second}"
-            reasons[key] = reasons.get(key, 0) + 1
+            reasons[o.result] = reasons.get(o.result, 0) + 1
         return {
+            "requests": len(sent),
+            "forwarded": sum(
+                1
+                for o in sent
+                if o.served_via and o.served_via.split("->")[0] != o.served_via.split("->")[1]
+            ),
             "failed": len(failed),
             "failed_idempotent": sum(1 for o in failed if o.idempotent),
             "failed_not_idempotent": sum(1 for o in failed if not o.idempotent),
@@ -192,12 +188,13 @@ def analyse(outcomes: list[Outcome], fault_s: float) -> dict[str, Any]:
         }
 
     in_window = [o for o in outcomes if -1.0 <= o.at <= fault_s + AFTER_S]
+    entries = sorted({o.entry for o in outcomes}, key=lambda e: (e != "anycast", e))
     return {
         "requests": len(outcomes),
-        "requests_to_faulted_pop": sum(1 for o in outcomes if o.pop == "ams"),
-        "per_pop": view([o for o in outcomes if o.per_pop_failed]),
-        "edge_network": view([o for o in outcomes if o.network_failed]),
-        "latency_s": summarize([o.latency_s for o in in_window if not o.network_failed]),
+        "views": {e: view([o for o in outcomes if o.entry == e]) for e in entries},
+        "latency_s": summarize(
+            [o.latency_s for o in in_window if o.entry == "anycast" and not o.failed]
+        ),
     }
 
 
@@ -208,7 +205,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[Outcome]]:
             LocalStack(Path(tmp) / "stack", seed=args.seed) as stack,
             FaultProxyClient(stack.faultproxy_url) as client,
             aiohttp.ClientSession(
-                trust_env=False, connector=aiohttp.TCPConnector(limit=0)
+                trust_env=False, connector=aiohttp.TCPConnector(limit=0, force_close=True)
             ) as session,
         ):
             runner = Trials(stack, client, "one")
@@ -219,11 +216,8 @@ async def measure(args: argparse.Namespace) -> dict[str, list[Outcome]]:
                     results[kind] += outcomes
                     s = analyse(outcomes, args.fault_seconds)
                     print(
-                        f"trial {i + 1}/{args.trials} {kind:<9} {s['requests']} requests: "
-                        f"failed per PoP {s['per_pop']['failed']} "
-                        f"(idempotent {s['per_pop']['failed_idempotent']}), edge network "
-                        f"{s['edge_network']['failed']} "
-                        f"(idempotent {s['edge_network']['failed_idempotent']})",
+                        f"trial {i + 1}/{args.trials} {kind:<9} {s['requests']} requests: failed "
+                        + ", ".join(f"{e} {v['failed']}" for e, v in s["views"].items()),
                         flush=True,
                     )
     return results
@@ -252,16 +246,17 @@ def main() -> None:
     print()
     print(
         f"failed visitor requests, {args.trials} trial(s) per fault at {args.rate:g} req/s over "
-        f"both PoPs; link to ams broken {args.fault_seconds:g} s (GET = idempotent, POST = not)"
+        f"the anycast entry and each PoP's own address; link to ams broken "
+        f"{args.fault_seconds:g} s (GET = idempotent, POST = not)"
     )
     rows = []
     for kind, r in result.items():
-        for label, key in (("per PoP", "per_pop"), ("edge network", "edge_network")):
-            v = r[key]
+        for entry, v in r["views"].items():
             rows.append(
                 [
-                    f"{kind} {label}",
-                    r["requests"],
+                    f"{kind} via {entry if entry == 'anycast' else entry + ' address'}",
+                    v["requests"],
+                    v["forwarded"],
                     v["failed_idempotent"],
                     v["failed_not_idempotent"],
                     v["first_failure_s"],
@@ -269,13 +264,21 @@ def main() -> None:
                 ]
             )
     print_table(
-        ["fault / view", "requests", "failed GET", "failed POST", "first at s", "last at s"],
+        [
+            "fault / view",
+            "requests",
+            "forwarded",
+            "failed GET",
+            "failed POST",
+            "first at s",
+            "last at s",
+        ],
         rows,
         digits=2,
     )
     print(
         "first/last at: start of the failed request, seconds after the fault began. Target: 0 "
-        f"failed GET for reset and down (edge network); black hole failures within "
+        f"failed for reset and down (anycast); black hole failures within "
         f"{heartbeat:g} s (heartbeat timeout)"
     )
     print(run.footer())
@@ -292,8 +295,7 @@ def main() -> None:
             },
             "results": result,
             "failures": {
-                kind: [asdict(o) for o in outcomes if o.per_pop_failed]
-                for kind, outcomes in raw.items()
+                kind: [asdict(o) for o in outcomes if o.failed] for kind, outcomes in raw.items()
             },
         },
         args.json,

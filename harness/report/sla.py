@@ -16,6 +16,11 @@ Definitions (also in ``docs/reports.md``):
   (``view: pops``). ``pops`` breaks them down by the PoP the visitor reached (from the
   response; ``-`` = no PoP answered, e.g. refused during a route change) and counts the
   requests that PoP forwarded to a peer because it held no connection of the tunnel.
+* scope: the headline measures the design under test. In a run with named *and* legacy tunnels
+  (the legacy ones are the baseline a postmortem contrasts with) it covers the named tunnels;
+  every tunnel is in ``tunnels``. Requests to a tunnel after its deliberate deletion
+  (``credential_revocation``) are the intended outcome, not downtime: they are left out of every
+  figure and counted in ``after_revocation``.
 """
 
 from __future__ import annotations
@@ -184,21 +189,53 @@ def _view(ops: Sequence[Operation]) -> str:
     return "anycast" if entries == {"anycast"} else "pops" if "anycast" not in entries else "mixed"
 
 
+def _revoked_at(history: History) -> dict[str, int]:
+    """Tunnel name -> when its credentials were revoked (the fault's start)."""
+    revoked: dict[str, int] = {}
+    for fault in history.faults:
+        if fault.fault == "credential_revocation" and fault.target and fault.error is None:
+            revoked[fault.target] = min(fault.start_t, revoked.get(fault.target, fault.start_t))
+    return revoked
+
+
+def _scope(history: History) -> str:
+    """``named`` when named and legacy tunnels ran side by side (legacy is the baseline)."""
+    kinds = {history.tunnel_kind(t) for t in history.tunnel_names()}
+    return "named" if {"named", "legacy"} <= kinds else "all"
+
+
 def compute_sla(
     history: History, slo: float | None, latency_p99_slo_ms: float | None = None
 ) -> dict[str, Any]:
     """The ``sla`` object of ``summary.json`` (``slo`` in percent)."""
-    ops = history.visitor_ops()
+    revoked = _revoked_at(history)
+    measured = [
+        op
+        for op in history.visitor_ops()
+        if not (
+            (tunnel := history.tunnel_of(op)) in revoked and op.invoke_t >= revoked[tunnel or ""]
+        )
+    ]
+    after_revocation = len(history.visitor_ops()) - len(measured)
+    every_tunnel = measured
+    scope = _scope(history)
+    ops = [
+        op
+        for op in measured
+        if scope == "all" or history.tunnel_kind(history.tunnel_of(op) or "") == "named"
+    ]
     ok = sum(op.phase == "ok" for op in ops)
     fail = sum(op.phase == "fail" for op in ops)
     info = sum(op.phase == "info" for op in ops)
     availability = availability_percent(ok, fail)
-    windows = downtime_windows(history, ops)
+    all_windows = downtime_windows(history, every_tunnel)  # every tunnel's, labelled
+    in_scope = {history.tunnel_of(op) or "-" for op in ops}
+    windows = [w for w in all_windows if w["tunnel"] in in_scope]
     recovered = recoveries(history, ops)
     ttrs = [r["ttr_s"] for r in recovered if r["ttr_s"] is not None]
     latency = latency_ms(ops)
     per_tunnel: dict[str, Any] = {}
-    for tunnel, group in _by_tunnel(history, ops).items():
+    for tunnel, group in _by_tunnel(history, every_tunnel).items():
         t_ok = sum(op.phase == "ok" for op in group)
         t_fail = sum(op.phase == "fail" for op in group)
         t_avail = availability_percent(t_ok, t_fail)
@@ -209,10 +246,14 @@ def compute_sla(
             "indeterminate": sum(op.phase == "info" for op in group),
             "availability": t_avail,
             "error_budget_consumed": budget_consumed(t_avail, slo),
-            "downtime_s": round(sum(w["duration_s"] for w in windows if w["tunnel"] == tunnel), 3),
+            "downtime_s": round(
+                sum(w["duration_s"] for w in all_windows if w["tunnel"] == tunnel), 3
+            ),
         }
     return {
         "view": _view(ops) if ops else None,
+        "scope": scope,
+        "after_revocation": after_revocation,
         "availability": availability,
         "availability_method": "ok / (ok + fail) in percent; indeterminate left out",
         "requests": len(ops),
@@ -221,8 +262,8 @@ def compute_sla(
         "indeterminate": info,
         "slo": slo,
         "error_budget_consumed": budget_consumed(availability, slo),
-        "downtime_windows": windows[:MAX_WINDOWS],
-        "downtime_window_count": len(windows),
+        "downtime_windows": all_windows[:MAX_WINDOWS],
+        "downtime_window_count": len(all_windows),
         "downtime_s": round(sum(w["duration_s"] for w in windows), 3),
         "time_to_recover_s": max(ttrs) if ttrs else None,
         "recoveries": recovered,

@@ -120,8 +120,14 @@ def per_pop_rows(sla: dict[str, Any]) -> list[list[str]]:
 
 
 def view_text(sla: dict[str, Any]) -> str:
-    """One sentence saying whose view the headline SLA figures are."""
-    return VIEW_TEXT.get(sla.get("view") or "", "no visitor requests")
+    """One sentence saying whose view the headline SLA figures are, and what they leave out."""
+    text = VIEW_TEXT.get(sla.get("view") or "", "no visitor requests")
+    if sla.get("scope") == "named":
+        text += "; named tunnels only (the design under test: legacy ones, the baseline, are in "
+        text += "the per-tunnel table)"
+    if sla.get("after_revocation"):
+        text += f"; {sla['after_revocation']} requests to a tunnel after its revocation left out"
+    return text
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -142,7 +142,31 @@ def test_without_a_scenario_the_verdict_is_unknown(tmp_path: Path) -> None:
     result = outlast("report", run)
     assert result.returncode == 2
     report = build_report(run)
-    assert report.summary["checks"] == [] and report.summary["sla"]["requests"] == 160
+    sla = report.summary["sla"]
+    assert report.summary["checks"] == [] and sla["requests"] == 80  # named: the headline
+    assert sum(t["requests"] for t in sla["tunnels"].values()) == 160
+
+
+def test_the_headline_is_the_named_tunnels_when_legacy_is_the_baseline(tmp_path: Path) -> None:
+    sla = build_report(two_tunnel_run(tmp_path / "run")).summary["sla"]
+    assert sla["scope"] == "named"
+    assert sla["availability"] == 100.0 and sla["failed"] == 0
+    assert sla["tunnels"]["old"]["failed"] == 36  # the baseline's downtime stays in view
+    assert sla["tunnels"]["old"]["downtime_s"] > 15
+    assert any(w["tunnel"] == "old" for w in sla["downtime_windows"])
+
+
+def test_requests_after_a_revocation_are_not_downtime(tmp_path: Path) -> None:
+    b = JournalBuilder(scenario="revoke", seed=1, tunnels={"web": ("named", ["app.example.com"])})
+    b.fault(10, 10.1, "credential_revocation", "web")
+    for i in range(40):
+        t = i * 0.5
+        b.request(t, "ok" if t < 10 else "fail", tunnel="web")
+    b.end(20)
+    b.write(tmp_path / "run" / "journal.jsonl")
+    sla = build_report(tmp_path / "run").summary["sla"]
+    assert sla["after_revocation"] == 20
+    assert (sla["requests"], sla["failed"], sla["availability"]) == (20, 0, 100.0)
 
 
 def test_a_crashed_run_reports_but_cannot_pass(tmp_path: Path) -> None:
