@@ -527,7 +527,7 @@ class ControlPlaneApi:
             account_id,
             action=call.query.get("action"),
             resource_id=call.query.get("resource_id"),
-            since=call.query.get("since"),
+            since=v.since_timestamp(call.query.get("since")),
             descending=direction == "desc",
             page=call.query.get("page", 1),
             per_page=call.query.get("per_page", 100),

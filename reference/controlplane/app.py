@@ -55,6 +55,9 @@ def make_middlewares(metrics: ControlPlaneMetrics) -> list[Middleware]:
             response = await handler(request)
             status = response.status
             return response
+        except web.HTTPException as exc:
+            status = exc.status  # e.g. 404 for a path outside the API: counted as such
+            raise
         finally:
             if request.path not in UNCOUNTED_PATHS:
                 route = _route_label(request)

@@ -366,3 +366,50 @@ async def test_broker_link_turns_events_and_snapshots_into_state(env: Env) -> No
     assert [c["colo_name"] for c in body["result"]["connections"]] == ["fra"]
     link.handle_snapshot("fra", {"pop": "fra", "online": False, "connections": []})
     assert env.view.count() == 0
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 21, item 8)
+
+
+async def test_json_nested_100000_deep_is_a_400_not_a_500(env: Env) -> None:
+    for depth in (100_000, 33):
+        status, body = await env.call("POST", env.tunnels, data=b"[" * depth + b"]" * depth)
+        assert status == 400, (depth, body)
+        assert error_of(body) == (
+            1000,
+            "request body nests deeper than 32 levels of lists and objects",
+        )
+    status, body = await env.call("POST", env.tunnels, data=b'{"name": [[[1]]]}')
+    assert status == 400 and error_of(body)[0] == 1001  # shallow: the usual field error
+    text = generate_latest(env.metrics.registry).decode()
+    assert 'status="500"' not in text
+
+
+async def test_unmatched_paths_are_logged_and_counted_with_their_real_status(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="outlast.controlplane")
+    for path in ("/", "/admin", "/client/v5/x", "/.env"):
+        response = await env.client.get(path)
+        assert response.status == 404, path
+    text = generate_latest(env.metrics.registry).decode()
+    assert 'route="unmatched",status="404"} 4.0' in text
+    assert 'status="500"' not in text
+    statuses = [
+        getattr(r, "fields", {}).get("status") for r in caplog.records if r.msg == "request"
+    ]
+    assert statuses == [404, 404, 404, 404]
+
+
+async def test_audit_log_since_must_be_a_time(env: Env) -> None:
+    await env.create("web")
+    audit = f"/accounts/{env.boot.account_id}/audit_logs"
+    for bad in ("notadate", "2026-13-01", "yesterday", "' OR 1=1 --"):
+        status, body = await env.call("GET", audit, params={"since": bad})
+        assert status == 400, (bad, body)
+        code, message = error_of(body)
+        assert code == 1017 and "is not an ISO 8601 time" in message
+    status, body = await env.call("GET", audit, params={"since": "2000-01-01"})
+    assert status == 200 and len(body["result"]) >= 1
+    status, body = await env.call("GET", audit, params={"since": "2999-01-01T00:00:00+02:00"})
+    assert status == 200 and body["result"] == []
