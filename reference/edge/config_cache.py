@@ -220,6 +220,28 @@ class ConfigCache:
                 return record
         return records[0] if records else None
 
+    def routed_tunnel_id(self, host: str, record: DnsRecordConfig) -> str | None:
+        """The tunnel that ``record`` routes visitors of ``host`` to, under the ownership rule:
+        a known, live tunnel is routed to only when its account owns the zone ``host`` is in
+        (and ``record`` belongs to that zone). None when the record names no tunnel or the rule
+        refuses it. An unknown or deleted tunnel's id is returned: the caller refuses those with
+        their own reason (the rule cannot be judged without the tunnel's account)."""
+        target = self.tunnel_for_target(record.content) if record.type == "CNAME" else None
+        tunnel_id = record.tunnel_id or target
+        if tunnel_id is None or (target is not None and target != tunnel_id):
+            return None
+        tunnel = self._tunnels.get(tunnel_id)
+        if tunnel is None or tunnel.deleted:
+            return tunnel_id
+        zone = self.zone_for(host)
+        owned = (
+            zone is not None
+            and zone.zone_id == record.zone_id
+            and bool(zone.account_tag)
+            and zone.account_tag == tunnel.account_tag
+        )
+        return tunnel_id if owned else None
+
     def was_deleted(self, name: str) -> bool:
         """True when ``name`` had a record that is now deleted (and has no live one)."""
         name = normalize_name(name)

@@ -116,7 +116,13 @@ def answer_query(cache: ConfigCache, request: DNSRecord, identity: DnsIdentity) 
             reply.add_answer(RR(qname, QTYPE.CNAME, ttl=RECORD_TTL, rdata=data))
             answered = True
             target = normalize_name(record.content)
-            if qtype in (QTYPE.A, QTYPE.ANY) and record.proxied and _is_live_target(cache, target):
+            routed = cache.routed_tunnel_id(qname, record) is not None
+            if (
+                qtype in (QTYPE.A, QTYPE.ANY)
+                and record.proxied
+                and routed
+                and _is_live_target(cache, target)
+            ):
                 reply.add_answer(RR(target, QTYPE.A, ttl=RECORD_TTL, rdata=A(identity.visitor_ip)))
             break
         if rtype == qtype or qtype == QTYPE.ANY:

@@ -413,3 +413,47 @@ async def test_audit_log_since_must_be_a_time(env: Env) -> None:
     assert status == 200 and len(body["result"]) >= 1
     status, body = await env.call("GET", audit, params={"since": "2999-01-01T00:00:00+02:00"})
     assert status == 200 and body["result"] == []
+
+
+async def test_a_cname_to_another_accounts_tunnel_is_refused(env: Env) -> None:
+    """Issue 21, item 3: account A cannot point its zone at B's tunnel (nor at a made-up one),
+    by a DNS record or by a route; the answer is the same either way."""
+    other = env.store.bootstrap("globex", "globex.test", "bob@globex.test")
+    status, body = await env.call(
+        "POST",
+        f"/accounts/{other.account_id}/cfd_tunnel",
+        other.api_token,
+        json={"name": "b-web", "tunnel_secret": SECRET},
+    )
+    assert status == 201
+    b_tunnel = body["result"]["id"]
+    zone = f"/zones/{env.boot.zone_id}"
+    for target in (b_tunnel, "00000000-0000-4000-8000-000000000000"):
+        status, body = await env.call(
+            "POST",
+            f"{zone}/dns_records",
+            json={"type": "CNAME", "name": "hijack.example.com", "content": tunnel_target(target)},
+        )
+        assert status == 403, body
+        code, message = error_of(body)
+        assert code == 1020
+        assert message == (
+            f"CNAME target {tunnel_target(target)} is not a tunnel of the account that owns zone "
+            "example.com; a hostname can only be routed to your own account's tunnels (see "
+            "`outlast tunnel list`, then `outlast tunnel route dns`)"
+        )
+    status, body = await env.call(
+        "PUT",
+        f"{zone}/tunnels/{b_tunnel}/routes",
+        json={"type": "dns", "user_hostname": "h.example.com"},
+    )
+    assert status == 404 and error_of(body)[0] == 1005
+    status, body = await env.call("GET", f"{zone}/dns_records")
+    assert body["result"] == []
+    own = await env.create("a-web")
+    status, body = await env.call(
+        "POST",
+        f"{zone}/dns_records",
+        json={"type": "CNAME", "name": "ok.example.com", "content": tunnel_target(own["id"])},
+    )
+    assert status == 201 and body["result"]["tunnel_id"] == own["id"]
