@@ -24,7 +24,7 @@ from harness.stack.base import StackError
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
 from harness.stack.ports import free_port
-from harness.stack.process import ManagedProcess, outlast_argv
+from harness.stack.process import ManagedProcess, PidFile, outlast_argv
 from harness.stack.readiness import wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
 from reference.files import atomic_write
@@ -170,6 +170,7 @@ class LocalStack(StackLayout):
         for group in order:
             procs = [self.processes[n] for n in group if n in self.processes]
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        PidFile(self.state_dir).path.unlink(missing_ok=True)
         self._up = False
 
     def _process(self, name: str, *args: str) -> ManagedProcess:
@@ -180,6 +181,7 @@ class LocalStack(StackLayout):
         env = dict(os.environ)
         env["OUTLAST_HOME"] = str(self.home)
         proc = ManagedProcess(name, argv, self.state_dir / "logs" / f"{name}.log", env=env)
+        proc.on_start = lambda _proc: PidFile(self.state_dir).record(self.processes)
         self.processes[name] = proc
         return proc
 
