@@ -114,6 +114,19 @@ async def test_edge_process_end_to_end(tmp_path: Path) -> None:
                 await register(tls, ports.tunnel, tunnel, secret=b"w" * 32, sent_proofs=proofs)
             assert wrong.value.response.should_retry is False
             assert wrong.value.response.cause == RefusalCause.INVALID_SECRET
+            # Issue 21, item 1: the verifier read off the broker makes a right proof, but
+            # the edge wants the secret that hashes to it.
+            with pytest.raises(RegistrationRefused) as stolen:
+                await register(
+                    tls,
+                    ports.tunnel,
+                    tunnel,
+                    secret=b"w" * 32,
+                    verifier=tunnel.verifier,
+                    sent_proofs=proofs,
+                )
+            assert stolen.value.response.should_retry is False
+            assert stolen.value.response.cause == RefusalCause.INVALID_SECRET
             with pytest.raises(RegistrationRefused) as foreign:
                 await register(
                     tls,
@@ -144,14 +157,18 @@ async def test_edge_process_end_to_end(tmp_path: Path) -> None:
                 )
                 == 1
             )
-            for reason in ("invalid_secret", "account_mismatch", "unknown_tunnel"):
+            for reason, count in (
+                ("invalid_secret", 2),
+                ("account_mismatch", 1),
+                ("unknown_tunnel", 1),
+            ):
                 assert (
                     metric_value(
                         metrics,
                         "outlast_edge_registrations_total",
                         {"result": "failed", "reason": reason},
                     )
-                    == 1
+                    == count
                 ), reason
             assert (
                 metric_value(metrics, "outlast_edge_visitor_requests_total", {"status": "200"}) == 1

@@ -5,6 +5,7 @@ protocol driven from the test, and the argv of a real ``outlast serve edge`` pro
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -233,12 +234,15 @@ async def register(
     secret: bytes | None = None,
     account_tag: str | None = None,
     sent_proofs: list[str] | None = None,
+    verifier: str | None = None,
 ) -> ConnectorTunnel:
     """Register one connection for ``tunnel`` at the edge on ``port`` (TLS, real handshake).
-    ``secret``/``account_tag`` override the credentials (to test refusals); proofs sent are
-    appended to ``sent_proofs``."""
+    ``secret``/``account_tag`` override the credentials (to test refusals); ``verifier`` makes
+    the proof with that verifier instead of the secret's (an attacker who read it off the
+    broker); proofs sent are appended to ``sent_proofs``."""
     connector_id = connector_id or str(uuid.uuid4())
-    verifier = derive_verifier(secret, tunnel.tunnel_id) if secret else tunnel.verifier
+    sent_secret = secret or tunnel.secret
+    verifier = verifier or derive_verifier(sent_secret, tunnel.tunnel_id)
     account = account_tag or tunnel.account_tag
 
     def build(nonce: str) -> RegistrationRequest:
@@ -251,6 +255,7 @@ async def register(
             conn_index=conn_index,
             connector_id=connector_id,
             proof=proof,
+            tunnel_secret=base64.b64encode(sent_secret).decode(),
             version="0.1.0-test",
             arch="linux_x86_64",
         )
