@@ -27,6 +27,7 @@ from tests.integration.test_edge_support import (
     publish,
     register,
     running_mosquitto,
+    signed,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -185,7 +186,7 @@ async def test_edge_process_end_to_end(tmp_path: Path) -> None:
             async with aiomqtt.Client("127.0.0.1", broker.port) as cp:
                 topic, payload = cfg.tunnel(tunnel, deleted=True)
                 started = time.monotonic()
-                await cp.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
+                await cp.publish(topic, signed(topic, payload), qos=1, retain=True)
                 reason = await asyncio.wait_for(connector.wait_closed(), 5)
                 closed_after = time.monotonic() - started
             assert closed_after < 1.0, f"deleted tunnel's connection closed after {closed_after}"

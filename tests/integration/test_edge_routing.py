@@ -72,6 +72,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             cache_dir=tmp_path / "cache",
             tls_cert=tls.cert_file,
             tls_key=tls.key_file,
+            config_key=tls.config_key,
         )
         cfg = ConfigWorld()
         tunnel = TunnelCreds()
@@ -389,6 +390,7 @@ async def test_black_holed_connection_is_dropped_from_routing(tmp_path: Path) ->
             cache_dir=tmp_path / "cache",
             tls_cert=tls.cert_file,
             tls_key=tls.key_file,
+            config_key=tls.config_key,
             heartbeat=HeartbeatConfig(interval=0.25, timeout=1.5),
         )
         async with EdgeServer(config) as edge, BlackHoleRelay(edge.tunnel_port) as relay:

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import wait_tcp
 from reference import config_topics as topics
+from reference.config_signing import ConfigSigner
 from reference.pki import CertAndKey, create_ca, issue_certificate
 from reference.tunnel_auth import compute_proof, derive_verifier
 from reference.wire import (
@@ -158,11 +161,20 @@ class ConfigWorld:
         }
 
 
+#: The test's control plane key: edges started by these helpers trust its public half.
+CONFIG_SIGNER = ConfigSigner(Ed25519PrivateKey.generate())
+
+
+def signed(topic: str, payload: dict[str, Any]) -> bytes:
+    """The message the control plane would publish for ``payload``."""
+    return CONFIG_SIGNER.sign(topic, payload)
+
+
 async def publish(port: int, *messages: tuple[str, dict[str, Any]]) -> None:
-    """Publish retained QoS 1 configuration messages, like the control plane does."""
+    """Publish retained QoS 1 configuration messages, signed, like the control plane does."""
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-cp-{uuid.uuid4().hex[:8]}") as c:
         for topic, payload in messages:
-            await c.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
+            await c.publish(topic, signed(topic, payload), qos=1, retain=True)
 
 
 # ---- TLS -------------------------------------------------------------------------------------
@@ -173,6 +185,7 @@ class EdgeTls:
     ca: CertAndKey
     cert_file: Path
     key_file: Path
+    config_key: Path  # the public half of CONFIG_SIGNER, as an edge is provisioned with it
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cadata=self.ca.cert_pem.decode())
@@ -186,7 +199,13 @@ def make_tls(directory: Path) -> EdgeTls:
     cert.write_bytes(leaf.cert_pem)
     key.write_bytes(leaf.key_pem)
     key.chmod(0o600)
-    return EdgeTls(ca, cert, key)
+    config_key = directory / "config-signing.pub"
+    config_key.write_bytes(
+        CONFIG_SIGNER.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return EdgeTls(ca, cert, key, config_key)
 
 
 # ---- the connector side, driven from the test -----------------------------------------------
@@ -304,6 +323,8 @@ def edge_process(
         str(tls.cert_file),
         "--tls-key",
         str(tls.key_file),
+        "--config-key",
+        str(tls.config_key),
         "--metrics-listen",
         f"127.0.0.1:{ports.metrics}",
     )
