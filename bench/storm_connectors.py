@@ -116,6 +116,7 @@ async def run(args: argparse.Namespace, tunnels: list[dict[str, str]]) -> None:
                     tunnel_id=tunnel["id"],
                     account_tag=tunnel["account_tag"],
                     verifier=HAConfig.verifier_of(secret, tunnel["id"]),
+                    tunnel_secret=secret,
                     connector_id=connector_id,
                     credentials_path=f"(storm tunnel {index})",
                     ssl_context=context,

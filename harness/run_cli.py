@@ -20,7 +20,7 @@ import click
 from harness.checks.result import EXIT_CODES, combine
 from harness.interrupts import Terminated, cancel_on_sigterm, stopped_by
 from harness.report.run_dir import RunReport
-from harness.report.tables import sla_table_text
+from harness.report.tables import run_problem, sla_table_text, undecided_by_run
 from harness.run_catalogue import write_catalogue
 from harness.run_progress import ProgressView
 from harness.runner import RunOptions, RunStatus, run_scenario
@@ -165,6 +165,13 @@ def _print_result(report: RunReport) -> None:
         f"availability {sla.get('availability')}%  "
         f"requests {sla.get('requests')}  report {report.run_dir / 'report.html'}"
     )
-    for check in summary.get("checks", []):
+    problem = run_problem(summary)
+    if problem is not None:
+        click.echo("  run " + problem.replace("\n", "\n    "))  # a log tail stays indented
+    checks = summary.get("checks", [])
+    if checks and undecided_by_run(summary):
+        click.echo(f"  [????] none of the {len(checks)} checks was decided")
+        return
+    for check in checks:
         mark = {True: "pass", False: "FAIL", None: "????"}[check["passed"]]
         click.echo(f"  [{mark}] {check['name']}: {check['detail']}")

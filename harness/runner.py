@@ -31,6 +31,7 @@ from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
 from harness.report.run_dir import RunReport, write_report
 from harness.scenario import Scenario, TimelineEntry, save_scenario
 from harness.stack.base import Stack
+from harness.stack.layout import reap_abandoned_stacks, remove_secrets
 from harness.stack.local import LocalStack
 from harness.stack.topology import Topology
 
@@ -416,6 +417,8 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     options = options or RunOptions()
     scenario = effective_scenario(scenario, options)
     say = options.progress or (lambda _message: None)
+    for state_dir, killed in reap_abandoned_stacks(options.report_dir):
+        say(f"stopped a stack left by a killed run in {state_dir}: {', '.join(killed) or 'none'}")
     run_dir = new_run_dir(options.report_dir, scenario)
     save_scenario(scenario, run_dir / "scenario.yaml")
     journal = Journal(run_dir / "journal.jsonl")
@@ -452,6 +455,9 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
         if stack is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(stack.down())
+        for state_dir in sorted(run_dir.glob("stack*")):  # the report dir is safe to publish
+            for left in remove_secrets(state_dir):
+                say(f"{scenario.name}: could not remove {left} (it may hold credentials)")
         journal.close(status, error)  # type: ignore[arg-type]
         report = write_report(run_dir)
     return report

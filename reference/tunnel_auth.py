@@ -1,11 +1,13 @@
-"""Proof of a tunnel secret that the edge can check without ever holding the secret.
+"""Proof of a tunnel secret that the edge checks against a stored hash of it.
 
-* The control plane derives a *verifier* from the secret once, at ``tunnel create``, and
-  distributes only the verifier to the edges.
-* At each registration the edge sends a fresh random nonce; the connector answers with
-  ``proof = HMAC(verifier, nonce | tunnel | account | conn_index | connector)``.
-  A recorded proof is useless on another connection (new nonce) and for another
-  connection index or connector id.
+* The control plane derives a *verifier* (a keyed hash of the secret) once, at ``tunnel
+  create``, and distributes only the verifier to the edges.
+* At each registration the connector sends the secret itself, inside TLS, as cloudflared sends
+  ``tunnelSecret``; the edge hashes it and compares with the verifier (:func:`secret_matches`).
+  The verifier alone, read off the broker or an edge's cache, does not register anything.
+* The edge also sends a fresh random nonce and the connector answers with
+  ``proof = HMAC(verifier, nonce | tunnel | account | conn_index | connector)``, so a recorded
+  registration is useless on another connection (new nonce), index or connector id.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ NONCE_BYTES = 32
 def derive_verifier(tunnel_secret: bytes, tunnel_id: str) -> str:
     """Hex verifier of ``tunnel_secret`` for ``tunnel_id`` (what edges hold)."""
     return hmac.new(tunnel_secret, VERIFIER_LABEL + tunnel_id.encode(), hashlib.sha256).hexdigest()
+
+
+def secret_matches(tunnel_secret: bytes, tunnel_id: str, verifier: str) -> bool:
+    """True when ``tunnel_secret`` hashes to ``verifier`` (constant time)."""
+    if not tunnel_secret:
+        return False
+    return hmac.compare_digest(derive_verifier(tunnel_secret, tunnel_id), verifier)
 
 
 def new_nonce() -> str:

@@ -61,13 +61,20 @@ def build_command(offline: bool, rebuild_base: bool, cache_dir: Path) -> None:
     required=True,
     help="Where the edge CA and edge certificates are written (kept if present).",
 )
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The control plane's configuration key (created if missing); its public half is "
+    "written to PKI_DIR/config-signing.pub for the edges.",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the proxy.")
-def setup_command(faultproxy: str, pki_dir: Path, timeout: float) -> None:
+def setup_command(faultproxy: str, pki_dir: Path, signing_key: Path | None, timeout: float) -> None:
     """Write the edges' TLS certificates and create every fault-proxy link (one-shot)."""
     from harness.compose.steps import StepError, setup
 
     try:
-        result = setup(faultproxy.rstrip("/"), pki_dir, timeout)
+        result = setup(faultproxy.rstrip("/"), pki_dir, timeout, signing_key)
     except StepError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))

@@ -38,6 +38,8 @@ EDGE_CACHE_DIR = f"{DATA_ROOT}/edge"
 CONNECTOR_STATE_DIR = f"{DATA_ROOT}/connector"
 ADMIN_TOKEN_FILE = f"{CONTROLPLANE_DIR}/admin.token"
 EDGE_CA_FILE = f"{PKI_DIR}/edge-ca.pem"
+#: Public half of the control plane's configuration-signing key (docs/security.md).
+CONFIG_KEY_FILE = f"{PKI_DIR}/config-signing.pub"
 ORIGINCERT_FILE = f"{HOME_DIR}/cert.pem"
 BOOTSTRAP_FILE = f"{HOME_DIR}/bootstrap.json"
 
@@ -176,6 +178,8 @@ def edge_command(pop: str) -> list[str]:
         f"{PKI_DIR}/edge-{pop}.pem",
         "--tls-key",
         f"{PKI_DIR}/edge-{pop}.key",
+        "--config-key",
+        CONFIG_KEY_FILE,
         "--peer-listen",
         f"0.0.0.0:{EDGE_PEER_PORT}",
     ]

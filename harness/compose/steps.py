@@ -23,6 +23,7 @@ import httpx
 
 from harness.compose import plan
 from harness.stack.process import outlast_argv
+from reference.config_signing import PUBLIC_KEY_FILE, load_or_create_signing_key
 from reference.files import atomic_write
 from reference.pki import create_ca, issue_certificate
 
@@ -82,9 +83,19 @@ def populate(faultproxy_url: str, timeout: float = 60.0) -> list[str]:
     return [str(p["name"]) for p in body]
 
 
-def setup(faultproxy_url: str, pki_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
-    """The ``setup`` service: certificates, then proxies."""
+def write_signing_key(signing_key: Path, pki_dir: Path) -> None:
+    """The control plane's configuration key (created in its own volume if missing) and its
+    public half in the ``pki`` volume, which the edges mount read-only (``--config-key``)."""
+    load_or_create_signing_key(signing_key, pki_dir / PUBLIC_KEY_FILE)
+
+
+def setup(
+    faultproxy_url: str, pki_dir: Path, timeout: float = 60.0, signing_key: Path | None = None
+) -> dict[str, Any]:
+    """The ``setup`` service: certificates and the configuration key, then proxies."""
     created = write_pki(pki_dir)
+    if signing_key is not None:
+        write_signing_key(signing_key, pki_dir)
     proxies = populate(faultproxy_url, timeout)
     return {"pki_created": created, "proxies": proxies}
 

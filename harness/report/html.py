@@ -17,6 +17,7 @@ from harness.report.tables import (
     html_table,
     per_pop_rows,
     per_tunnel_rows,
+    run_problem,
     view_text,
 )
 from harness.scenario.durations import format_duration
@@ -171,6 +172,9 @@ def render_html(summary: dict[str, Any], history: History) -> str:
         f"<h1>{escape(str(summary['scenario']))} "
         f'<span class="verdict {verdict}">{verdict.upper()}</span></h1>',
     ]
+    problem = run_problem(summary)
+    if problem is not None:
+        parts.append(f'<p class="run-error"><strong>Run {escape(problem)}</strong></p>')
     if summary.get("description"):
         parts.append(f"<p>{escape(summary['description'])}</p>")
     parts.append(

@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
+from harness.report.tables import run_problem
+
 
 def _timestamp(started_at: str | None) -> str | None:
     if not started_at:
@@ -54,6 +56,15 @@ def _suite(summary: dict[str, Any]) -> ET.Element:
             },
         )
     classname = f"outlast.{name}"
+    problem = run_problem(summary)
+    if problem is not None:  # first: the reason the checks below are undecided
+        case = ET.SubElement(
+            suite, "testcase", {"classname": classname, "name": "run", "time": "0"}
+        )
+        detail = f"run {problem}"
+        ET.SubElement(
+            case, "error", {"message": detail[:500], "type": "run_incomplete"}
+        ).text = detail
     for check in checks:
         case = ET.SubElement(
             suite, "testcase", {"classname": classname, "name": check["name"], "time": "0"}
@@ -64,20 +75,11 @@ def _suite(summary: dict[str, Any]) -> ET.Element:
             )
             failure.text = check["detail"]
         elif check["passed"] is None:
-            error = ET.SubElement(
-                case, "error", {"message": check["detail"][:500], "type": "undecided"}
-            )
-            error.text = check["detail"]
+            message = check["detail"] if problem is None else f"run {problem} ({check['detail']})"
+            error = ET.SubElement(case, "error", {"message": message[:500], "type": "undecided"})
+            error.text = message
         else:
             ET.SubElement(case, "system-out").text = check["detail"]
-    if incomplete:
-        case = ET.SubElement(
-            suite, "testcase", {"classname": classname, "name": "run", "time": "0"}
-        )
-        detail = f"run {run.get('status')}: {run.get('error') or ''}".strip()
-        ET.SubElement(
-            case, "error", {"message": detail[:500], "type": "run_incomplete"}
-        ).text = detail
     return suite
 
 

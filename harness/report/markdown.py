@@ -13,6 +13,8 @@ from harness.report.tables import (
     markdown_table,
     per_pop_rows,
     per_tunnel_rows,
+    run_problem,
+    undecided_by_run,
     view_text,
 )
 
@@ -25,6 +27,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"# {summary['scenario']}: {summary['verdict'].upper()}",
         "",
     ]
+    problem = run_problem(summary)
+    if problem is not None:
+        first, *more = problem.splitlines()
+        lines += [f"**Run {first}**", ""] + (["```", *more, "```", ""] if more else [])
     if summary.get("description"):
         lines += [summary["description"], ""]
     lines += [
@@ -38,7 +44,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "## Checks",
         "",
     ]
-    if summary["checks"]:
+    if summary["checks"] and undecided_by_run(summary):
+        names = ", ".join(c["name"] for c in summary["checks"])
+        lines += [
+            f"None of the {len(summary['checks'])} checks was decided ({names}): {problem}",
+            "",
+        ]
+    elif summary["checks"]:
         rows = [
             [
                 STATUS_WORD[c["passed"]],

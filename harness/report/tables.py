@@ -9,6 +9,24 @@ from typing import Any
 from harness.report.sla import budget_consumed
 
 STATUS_WORD = {True: "PASS", False: "FAIL", None: "UNKNOWN"}
+
+
+def run_problem(summary: dict[str, Any]) -> str | None:
+    """Why the run did not complete (``"error: stack did not come up: ..."``), or None: shown
+    first by every renderer, before the checks it left undecided."""
+    run = summary.get("run", {})
+    if run.get("status") == "completed":
+        return None
+    return f"{run.get('status')}: {run.get('error') or 'no reason recorded'}"
+
+
+def undecided_by_run(summary: dict[str, Any]) -> bool:
+    """True when the run did not complete and decided none of its checks (e.g. the stack did
+    not come up): the check lines then only repeat "no data" and are summarised instead."""
+    checks = summary.get("checks", [])
+    return run_problem(summary) is not None and all(c["passed"] is None for c in checks)
+
+
 SLA_COLUMNS = (
     "scenario",
     "verdict",

@@ -1,4 +1,9 @@
-"""Parse YAML while remembering the line of every key and list item, to locate errors."""
+"""Parse YAML while remembering the line of every key and list item, to locate errors.
+
+Aliases (``*name``) are refused: a file from a pull request must not be able to expand into
+billions of nodes ("billion laughs"). Each alias is reported where it stands, and nothing is
+expanded, so refusing one takes time and memory linear in the file's size.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,23 @@ from typing import Any
 import yaml
 
 Path = tuple[str | int, ...]
+
+MAX_YAML_BYTES = 1_000_000
+"""Larger files are refused before parsing (a scenario is a few KB)."""
+
+_ALIAS_TAG = "tag:outlast,2026:refused-alias"
+_ALIAS_MESSAGE = "YAML alias"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that composes every alias as a placeholder scalar instead of sharing the
+    anchored node, so that walking or constructing the document never expands it."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            return yaml.ScalarNode(_ALIAS_TAG, event.anchor, event.start_mark, event.end_mark)
+        return super().compose_node(parent, index)
 
 
 @dataclass(frozen=True)
@@ -57,11 +79,24 @@ class PositionedYaml:
         return tuple(path)
 
 
+def _alias_issue(node: yaml.Node, path: Path) -> YamlIssue:
+    return YamlIssue(
+        node.start_mark.line + 1,
+        path,
+        f"{_ALIAS_MESSAGE} *{node.value} is not allowed in scenario files (write the value out)",
+    )
+
+
 def _walk(node: yaml.Node, path: Path, lines: dict[Path, int], issues: list[YamlIssue]) -> None:
-    if isinstance(node, yaml.MappingNode):
+    if node.tag == _ALIAS_TAG:
+        issues.append(_alias_issue(node, path))
+    elif isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key_node.tag == _ALIAS_TAG:
+                issues.append(_alias_issue(key_node, path))
+                continue
             if key is None:
                 continue
             child = (*path, key)
@@ -82,13 +117,24 @@ def _walk(node: yaml.Node, path: Path, lines: dict[Path, int], issues: list[Yaml
 def load_positioned(text: str) -> PositionedYaml:
     """Load ``text`` (safe YAML) and record line numbers.
 
-    Raises ``yaml.YAMLError`` (with a problem mark) for syntax errors.
+    Raises ``yaml.YAMLError`` (with a problem mark) for syntax errors. Aliases and files over
+    :data:`MAX_YAML_BYTES` come back as ``issues`` (and no data).
     """
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
     lines: dict[Path, int] = {(): 1}
     issues: list[YamlIssue] = []
-    if node is None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        issues.append(YamlIssue(1, (), f"file is {size} bytes; at most {MAX_YAML_BYTES} allowed"))
         return PositionedYaml(None, lines, issues)
-    _walk(node, (), lines, issues)
-    data = yaml.safe_load(text)
+    loader = _NoAliasLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return PositionedYaml(None, lines, issues)
+        _walk(node, (), lines, issues)
+        if any(i.message.startswith(_ALIAS_MESSAGE) for i in issues):
+            return PositionedYaml(None, lines, issues)  # placeholders stand where aliases were
+        data = loader.construct_document(node)
+    finally:
+        loader.dispose()
     return PositionedYaml(data, lines, issues)

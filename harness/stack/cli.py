@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import click
 import httpx
 
+from harness.stack.layout import remove_secrets
 from harness.stack.local import LocalStack
-from harness.stack.process import outlast_argv
+from harness.stack.process import PidFile, outlast_argv
 from harness.stack.topology import Topology
 
 if TYPE_CHECKING:
@@ -282,7 +283,19 @@ def down_command(state_dir: Path, timeout: float) -> None:
     """Stop the stack and everything it started."""
     data = _read_stack_json(state_dir)
     if data is None:
-        click.echo(f"no stack in {state_dir}")
+        pids = PidFile(state_dir)
+        if not pids.path.is_file():
+            click.echo(f"no stack in {state_dir}")
+            return
+        if pids.owner_alive():
+            raise click.ClickException(
+                f"the stack in {state_dir} belongs to a running process (see {pids.path}); "
+                "stop that `outlast run` (Ctrl-C) instead"
+            )
+        killed = pids.kill_leftovers()  # left by a killed `outlast run`
+        remove_secrets(state_dir)
+        suffix = f" (killed leftovers: {', '.join(killed)})" if killed else ""
+        click.echo(f"stack in {state_dir} stopped{suffix}; its credentials were removed")
         return
     supervisor = data.get("supervisor_pid")
     if supervisor and _pid_alive(supervisor):

@@ -8,18 +8,59 @@ live here once.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from harness.stack.process import PidFile
 from reference.files import atomic_write
 
 HOST = "127.0.0.1"
+
+KEPT_AFTER_TEARDOWN = frozenset({"logs", "stack.json", "supervisor.log"})
+"""What :func:`remove_secrets` leaves in a state directory: logs and where things listened.
+Everything else (cert.pem, tunnel credentials, the admin token, CA and edge keys, broker
+passwords, broker and edge data holding verifiers) is a live credential."""
+
+
+def remove_secrets(state_dir: Path) -> list[str]:
+    """Delete everything but :data:`KEPT_AFTER_TEARDOWN` from a stopped stack's state
+    directory, so that a report directory holding it is safe to publish. Returns what is
+    left that could not be removed (empty when all went)."""
+    state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        return []
+    left = []
+    for entry in sorted(state_dir.iterdir()):
+        if entry.name in KEPT_AFTER_TEARDOWN:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        if entry.exists() or entry.is_symlink():
+            left.append(str(entry))
+    return left
 
 
 def address(port: int) -> str:
     """``127.0.0.1:PORT``: every published port is on the loopback address."""
     return f"{HOST}:{port}"
+
+
+def reap_abandoned_stacks(report_dir: Path) -> list[tuple[Path, list[str]]]:
+    """Stop the stacks that killed runs left under ``report_dir`` (``<run>/stack*/stack.pids``
+    whose owner is gone) and remove their secrets. Returns ``(state_dir, killed names)``."""
+    reaped = []
+    for pid_path in sorted(Path(report_dir).glob(f"*/stack*/{PidFile.NAME}")):
+        pids = PidFile(pid_path.parent)
+        if pids.owner_alive():
+            continue  # a run in progress (another terminal, a parallel CI job)
+        killed = pids.kill_leftovers()
+        remove_secrets(pid_path.parent)
+        reaped.append((pid_path.parent, killed))
+    return reaped
 
 
 class StackLayout:

@@ -24,9 +24,10 @@ from harness.stack.base import StackError
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
 from harness.stack.ports import free_port
-from harness.stack.process import ManagedProcess, outlast_argv
+from harness.stack.process import ManagedProcess, PidFile, outlast_argv
 from harness.stack.readiness import wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
+from reference.config_signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, load_or_create_signing_key
 from reference.files import atomic_write
 from reference.legacy_tunnel import legacy_tunnel_id
 from reference.pki import create_ca, issue_certificate
@@ -170,6 +171,7 @@ class LocalStack(StackLayout):
         for group in order:
             procs = [self.processes[n] for n in group if n in self.processes]
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        PidFile(self.state_dir).path.unlink(missing_ok=True)
         self._up = False
 
     def _process(self, name: str, *args: str) -> ManagedProcess:
@@ -180,6 +182,7 @@ class LocalStack(StackLayout):
         env = dict(os.environ)
         env["OUTLAST_HOME"] = str(self.home)
         proc = ManagedProcess(name, argv, self.state_dir / "logs" / f"{name}.log", env=env)
+        proc.on_start = lambda _proc: PidFile(self.state_dir).record(self.processes)
         self.processes[name] = proc
         return proc
 
@@ -209,6 +212,10 @@ class LocalStack(StackLayout):
             )
             atomic_write(pki / f"edge-{pop}.pem", leaf.cert_pem)
             atomic_write(pki / f"edge-{pop}.key", leaf.key_pem, mode=0o600)
+        # Provisioning: the control plane's configuration key; edges get only its public half.
+        load_or_create_signing_key(
+            self.state_dir / "controlplane" / PRIVATE_KEY_FILE, pki / PUBLIC_KEY_FILE
+        )
 
     def _proxy_plan(self) -> list[dict[str, Any]]:
         upstreams: dict[str, str] = {
@@ -374,6 +381,8 @@ class LocalStack(StackLayout):
             str(pki / f"edge-{pop}.pem"),
             "--tls-key",
             str(pki / f"edge-{pop}.key"),
+            "--config-key",
+            str(pki / PUBLIC_KEY_FILE),
             "--peer-listen",
             _addr(self.ports[f"edge-{pop}-peer"]),
             *(

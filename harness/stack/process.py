@@ -1,19 +1,26 @@
 """Child processes that are always cleaned up: start, signal, pause, stop, kill.
 
 Each process runs in its own session (process group), so stopping it also stops anything it
-spawned (for example ``mosquitto`` under ``outlast serve broker``).
+spawned (for example ``mosquitto`` under ``outlast serve broker``). Each also dies with the
+process that started it (``PR_SET_PDEATHSIG``), so a SIGKILLed ``outlast run`` leaves no orphan;
+and a :class:`PidFile` lets the next run (or ``outlast stack down``) find and stop a stack whose
+owner was killed on a system without that signal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from reference.files import atomic_write
+from reference.lifetime import die_with_parent
 
 
 def outlast_argv(*args: str) -> list[str]:
@@ -50,6 +57,8 @@ class ManagedProcess:
         self.stop_timeout = stop_timeout
         self._proc: asyncio.subprocess.Process | None = None
         self.paused = False
+        self.on_start: Callable[[ManagedProcess], None] | None = None
+        """Called after every (re)start, e.g. to record the new pid in a :class:`PidFile`."""
 
     @property
     def pid(self) -> int | None:
@@ -70,6 +79,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        parent = os.getpid()
         with open(self.log_path, "ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -79,8 +89,11 @@ class ManagedProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=lambda: die_with_parent(parent),
             )
         self.paused = False
+        if self.on_start is not None:
+            self.on_start(self)
 
     def _signal_group(self, sig: int) -> None:
         if self._proc is None:
@@ -162,3 +175,70 @@ class ManagedProcess:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone:
+    a pid with another start time is another process that reused the number."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if not fields or fields[0] == "Z":
+        return None  # a zombie is gone for our purposes
+    return int(fields[19])
+
+
+class PidFile:
+    """``<state_dir>/stack.pids``: the owner (the process running the stack) and the process
+    group of every component, each with its start time so a reused pid is never signalled."""
+
+    NAME = "stack.pids"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / self.NAME
+
+    def record(self, processes: Mapping[str, ManagedProcess]) -> None:
+        """Write the owner (this process) and every running component, atomically."""
+        me = os.getpid()
+        entries = {
+            name: {"pid": proc.pid, "start": process_start_time(proc.pid)}
+            for name, proc in processes.items()
+            if proc.pid is not None and proc.running
+        }
+        document = {"owner": {"pid": me, "start": process_start_time(me)}, "processes": entries}
+        atomic_write(self.path, json.dumps(document, indent=2).encode() + b"\n")
+
+    def _read(self) -> dict[str, object] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def _alive(entry: object) -> bool:
+        if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
+            return False
+        start = process_start_time(entry["pid"])
+        return start is not None and start == entry.get("start")
+
+    def owner_alive(self) -> bool:
+        """Whether the process that recorded this file still runs."""
+        data = self._read()
+        return data is not None and self._alive(data.get("owner"))
+
+    def kill_leftovers(self) -> list[str]:
+        """SIGKILL the process group of every recorded component that still runs (the owner
+        is gone, or this is ``stack down``); remove the file. Returns the names killed."""
+        data = self._read() or {}
+        processes = data.get("processes")
+        killed = []
+        for name, entry in (processes if isinstance(processes, dict) else {}).items():
+            if self._alive(entry):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(entry["pid"], signal.SIGKILL)
+                killed.append(str(name))
+        self.path.unlink(missing_ok=True)
+        return sorted(killed)

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from types import FrameType
 
 from reference.broker.sessions import DEFAULT_MAX_QUEUED
+from reference.lifetime import die_with_parent
 
 CONFIG_FILE_NAME = "mosquitto.conf"
 PERSISTENCE_FILE_NAME = "mosquitto.db"
 DEFAULT_AUTOSAVE_INTERVAL = 1
 # Debian installs mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
 _FALLBACK_LOCATIONS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-_PR_SET_PDEATHSIG = 1
 
 
 def find_mosquitto() -> str | None:
@@ -68,19 +66,6 @@ def mosquitto_config(
     return "\n".join(lines) + "\n"
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """In the child before exec: get SIGTERM if the parent dies (Linux), so no orphan is left."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def run_mosquitto(
     binary: str,
     host: str,
@@ -103,7 +88,7 @@ def run_mosquitto(
     child = subprocess.Popen(
         [binary, "-c", str(config_path)],
         stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: _die_with_parent(parent_pid),
+        preexec_fn=lambda: die_with_parent(parent_pid, signal.SIGTERM),
     )
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -5,6 +5,7 @@ that spreads them over PoPs, and graceful shutdown. Decisions come from
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import platform
@@ -78,6 +79,9 @@ class HAConfig:
     #: Set for a legacy (classic) run: every registration presents the account's API token
     #: and hostname instead of a proof of a tunnel secret (``verifier`` is then empty).
     legacy: LegacyRegistration | None = field(default=None, repr=False)
+    #: The tunnel secret, sent inside TLS at every named registration (the edge checks it
+    #: against its verifier); empty for a legacy run.
+    tunnel_secret: bytes = field(default=b"", repr=False)
 
     @staticmethod
     def verifier_of(secret: bytes, tunnel_id: str) -> str:
@@ -233,6 +237,9 @@ class HAConnector:
             arch=connector_arch(),
             features=("websocket", "unregister"),
             legacy=cfg.legacy,
+            tunnel_secret=""
+            if cfg.legacy is not None
+            else base64.b64encode(cfg.tunnel_secret).decode(),
         )
 
     async def _handle(self, stream: ConnectorStream) -> None:

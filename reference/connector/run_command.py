@@ -133,13 +133,13 @@ async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials | Leg
         )
     if isinstance(credentials, LegacyIdentity):
         credentials_path = str(credentials.origincert)
-        verifier, legacy = "", credentials.registration()
+        verifier, legacy, secret = "", credentials.registration(), b""
     else:
         credentials_path = str(
             settings.credentials_file or default_credentials_path(credentials.tunnel_id)
         )
         verifier = HAConfig.verifier_of(credentials.tunnel_secret, credentials.tunnel_id)
-        legacy = None
+        legacy, secret = None, credentials.tunnel_secret
     log_event(
         logger,
         "Starting legacy tunnel" if legacy else "Starting tunnel",
@@ -173,6 +173,7 @@ async def run_tunnel(settings: RunSettings, credentials: TunnelCredentials | Leg
         registration_timeout=settings.registration_timeout,
         rebalance_interval=settings.rebalance_interval,
         legacy=legacy,
+        tunnel_secret=secret,
     )
     supervisor = ConnectionSupervisor(
         edges,

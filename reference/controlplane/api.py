@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from cryptography import x509
 
+from reference.config_signing import ConfigSigner
 from reference.controlplane import validation as v
 from reference.controlplane.broker_link import config_topic
 from reference.controlplane.connections import ConnectionView, EdgeConnection, active_clients
@@ -138,7 +139,9 @@ class ControlPlaneApi:
         tunnel_limit: int = 1000,
         notifier: ConfigNotifier | None = None,
         legacy_expiry: LegacyDnsExpiry | None = None,
+        signer: ConfigSigner | None = None,
     ) -> None:
+        self.signer = signer
         self.store = store
         self.view = view
         self.ca = ca
@@ -500,7 +503,15 @@ class ControlPlaneApi:
         if registration.changed:
             self.notifier.notify()
         config = [
-            {"topic": config_topic(obj), "payload": obj.payload}
+            {
+                "topic": config_topic(obj),
+                "payload": obj.payload,
+                **(
+                    {"message": self.signer.sign(config_topic(obj), obj.payload).decode()}
+                    if self.signer is not None
+                    else {}
+                ),
+            }
             for obj in self.store.legacy_config(registration)
         ]
         return Reply(
@@ -527,7 +538,7 @@ class ControlPlaneApi:
             account_id,
             action=call.query.get("action"),
             resource_id=call.query.get("resource_id"),
-            since=call.query.get("since"),
+            since=v.since_timestamp(call.query.get("since")),
             descending=direction == "desc",
             page=call.query.get("page", 1),
             per_page=call.query.get("per_page", 100),

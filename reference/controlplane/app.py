@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from reference.config_signing import PRIVATE_KEY_FILE, load_or_create_signing_key
 from reference.controlplane.api import ControlPlaneApi, failure
 from reference.controlplane.broker_link import BrokerLink
 from reference.controlplane.connections import ConnectionView
@@ -55,6 +56,9 @@ def make_middlewares(metrics: ControlPlaneMetrics) -> list[Middleware]:
             response = await handler(request)
             status = response.status
             return response
+        except web.HTTPException as exc:
+            status = exc.status  # e.g. 404 for a path outside the API: counted as such
+            raise
         finally:
             if request.path not in UNCOUNTED_PATHS:
                 route = _route_label(request)
@@ -147,8 +151,10 @@ class ControlPlane:
         tunnel_limit: int = 1000,
         broker_backoff_cap: float = 2.0,
         legacy_dns_grace: float = DEFAULT_LEGACY_DNS_GRACE,
+        signing_key: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.signing_key = Path(signing_key) if signing_key else self.data_dir / PRIVATE_KEY_FILE
         self.host = host
         self.port = port
         self.broker_address = broker
@@ -172,11 +178,18 @@ class ControlPlane:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         admin_token = load_or_create_admin_token(self.data_dir)
         ca = load_or_create_ca(self.data_dir)
+        signer = load_or_create_signing_key(self.signing_key)
         self.store = Store(self.data_dir / "controlplane.db")
         if self.broker_address is not None:
             host, port = self.broker_address
             self.broker = BrokerLink(
-                host, port, self.store, self.view, self.metrics, backoff_cap=self.broker_backoff_cap
+                host,
+                port,
+                self.store,
+                self.view,
+                self.metrics,
+                backoff_cap=self.broker_backoff_cap,
+                signer=signer,
             )
         if self.broker is not None:
             # Connections are only visible through the edges' snapshots (via the broker), so
@@ -198,6 +211,7 @@ class ControlPlane:
             tunnel_limit=self.tunnel_limit,
             notifier=self.broker,
             legacy_expiry=self.legacy_expiry,
+            signer=signer,
         )
         app = create_app(api, self.metrics, self.broker)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -20,6 +20,7 @@ from typing import Any
 import aiomqtt
 
 from reference import config_topics
+from reference.config_signing import ConfigSigner
 from reference.controlplane.connections import ConnectionView, SnapshotError
 from reference.controlplane.metrics import ControlPlaneMetrics
 from reference.controlplane.models import Actor
@@ -67,7 +68,11 @@ class BrokerLink:
         backoff_base: float = 0.1,
         backoff_cap: float = 2.0,
         keepalive: int = 5,
+        signer: ConfigSigner | None = None,
     ) -> None:
+        self.signer = signer
+        """Signs every configuration message (edges apply only signed ones); None only in
+        tests of the link itself."""
         self.host = host
         self.port = port
         self.store = store
@@ -170,9 +175,13 @@ class BrokerLink:
             await self._changed.wait()
 
     async def _publish(self, client: aiomqtt.Client, obj: ConfigObject) -> None:
-        await client.publish(
-            config_topic(obj), json.dumps(obj.payload).encode(), qos=1, retain=True
+        topic = config_topic(obj)
+        message = (
+            self.signer.sign(topic, obj.payload)
+            if self.signer is not None
+            else json.dumps(obj.payload).encode()
         )
+        await client.publish(topic, message, qos=1, retain=True)
         self.metrics.config_messages.labels(obj.kind).inc()
 
     async def _consume(self, client: aiomqtt.Client) -> None:

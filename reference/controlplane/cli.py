@@ -56,6 +56,14 @@ from reference.logs import configure_logging
     help="Seconds a legacy tunnel may have no connection anywhere before its DNS record is "
     "removed (24 h: the provider's documented lower bound; see docs/legacy.md).",
 )
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ed25519 key (PEM) that signs every configuration message; created if missing, its "
+    "public half written next to it (.pub) for the edges' --config-key. Default: "
+    "DATA_DIR/config-signing.key.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     data_dir: Path,
@@ -64,6 +72,7 @@ def serve_command(
     tunnel_limit: int,
     broker_backoff_cap: float,
     legacy_dns_grace: float,
+    signing_key: Path | None,
     log_level: str,
 ) -> None:
     """Run the control plane (REST API, SQLite, CA, config publisher) in the foreground."""
@@ -78,6 +87,7 @@ def serve_command(
         tunnel_limit=tunnel_limit,
         broker_backoff_cap=broker_backoff_cap,
         legacy_dns_grace=legacy_dns_grace,
+        signing_key=signing_key,
     )
     asyncio.run(serve_forever(control_plane))
 

@@ -692,14 +692,27 @@ class Store:
         return self._record_from_row(row) if row else None
 
     def _tunnel_of_target(self, db: sqlite3.Connection, zone: Zone, content: str) -> str | None:
+        """The tunnel a CNAME ``content`` routes to, which must be one of the zone's account's
+        tunnels (named or legacy); None for content outside the tunnel suffix. ApiProblem
+        FOREIGN_TUNNEL_TARGET otherwise, the same whether the tunnel is another account's or
+        does not exist, so the answer tells nothing about other accounts."""
         suffix = "." + TUNNEL_SUFFIX
         if not content.endswith(suffix):
             return None
         candidate = content[: -len(suffix)]
-        row = db.execute(
-            "SELECT id FROM tunnels WHERE id = ? AND account_id = ?", (candidate, zone.account_id)
-        ).fetchone()
-        return str(row["id"]) if row else None
+        for table in ("tunnels", "legacy_tunnels"):
+            row = db.execute(
+                f"SELECT id FROM {table} WHERE id = ? AND account_id = ?",
+                (candidate, zone.account_id),
+            ).fetchone()
+            if row is not None:
+                return str(row["id"])
+        raise ApiProblem(
+            ErrorCode.FOREIGN_TUNNEL_TARGET,
+            f"CNAME target {content} is not a tunnel of the account that owns zone {zone.name}; "
+            "a hostname can only be routed to your own account's tunnels (see `outlast tunnel "
+            "list`, then `outlast tunnel route dns`)",
+        )
 
     def _insert_record(
         self,

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +18,7 @@ from reference.controlplane.errors import ApiProblem, ErrorCode
 MAX_TUNNEL_NAME = 64
 MIN_SECRET_BYTES = 32
 MAX_SECRET_BYTES = 1024
+MAX_JSON_DEPTH = 32
 _TUNNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -74,12 +76,27 @@ class RemoveMemberBody(StrictBody):
 Body = TypeVar("Body", bound=StrictBody)
 
 
+def json_depth(value: object) -> int:
+    """How deeply ``value`` nests lists and objects (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
 def parse_json(raw: bytes) -> object:
-    """Decode a request body; ApiProblem MALFORMED_JSON names where it breaks."""
+    """Decode a request body; ApiProblem MALFORMED_JSON names where it breaks, or says it
+    nests deeper than :data:`MAX_JSON_DEPTH` (no body the API takes nests more than 2)."""
     if not raw.strip():
         raise ApiProblem(ErrorCode.MALFORMED_JSON, "request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except UnicodeDecodeError:
         raise ApiProblem(ErrorCode.MALFORMED_JSON, "request body is not UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
@@ -87,6 +104,16 @@ def parse_json(raw: bytes) -> object:
             ErrorCode.MALFORMED_JSON,
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from None
+    except RecursionError:
+        data, depth = None, MAX_JSON_DEPTH + 1  # far too deep for the parser itself
+    else:
+        depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise ApiProblem(
+            ErrorCode.MALFORMED_JSON,
+            f"request body nests deeper than {MAX_JSON_DEPTH} levels of lists and objects",
+        )
+    return data
 
 
 def parse_body(model: type[Body], data: object) -> Body:
@@ -240,3 +267,22 @@ def ttl(value: int) -> int:
             ErrorCode.INVALID_FIELDS, f"ttl {value} must be 1 (automatic) or 60-86400 seconds"
         )
     return value
+
+
+def since_timestamp(value: str | None) -> str | None:
+    """An ISO 8601 ``since`` query (UTC unless it says otherwise) in the audit log's own
+    ``YYYY-MM-DDTHH:MM:SS.mmmZ`` form, so that it compares correctly; INVALID_QUERY if it is
+    not a date."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiProblem(
+            ErrorCode.INVALID_QUERY,
+            f'since="{value[:64]}" is not an ISO 8601 time (e.g. 2026-04-15T15:31:00Z)',
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

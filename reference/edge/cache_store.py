@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from reference.config_signing import ConfigVerifier
 from reference.edge.config_cache import ConfigCache
 from reference.files import atomic_write
 from reference.logs import log_event
@@ -26,7 +27,7 @@ def cache_path(cache_dir: Path) -> Path:
     return Path(cache_dir) / CACHE_FILE_NAME
 
 
-def load_cache(cache_dir: Path) -> ConfigCache:
+def load_cache(cache_dir: Path, verifier: ConfigVerifier | None = None) -> ConfigCache:
     """The cache saved in ``cache_dir``, or an empty one.
 
     A file that cannot be read as a cache is moved aside (``config-cache.json.corrupt-<time>``)
@@ -37,9 +38,9 @@ def load_cache(cache_dir: Path) -> ConfigCache:
         raw = path.read_bytes()
     except FileNotFoundError:
         log_event(logger, "no configuration cache yet; starting empty", path=str(path))
-        return ConfigCache()
+        return ConfigCache(verifier)
     try:
-        cache = ConfigCache.from_document(json.loads(raw))
+        cache = ConfigCache.from_document(json.loads(raw), verifier)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         os.replace(path, aside)
@@ -51,7 +52,7 @@ def load_cache(cache_dir: Path) -> ConfigCache:
             moved_to=str(aside),
             error=str(exc),
         )
-        return ConfigCache()
+        return ConfigCache(verifier)
     log_event(
         logger,
         "configuration cache loaded",

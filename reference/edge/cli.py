@@ -58,6 +58,13 @@ Address = tuple[str, int]
     help="PEM private key of the tunnel listener.",
 )
 @click.option(
+    "--config-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The control plane's configuration public key (config-signing.pub, PEM). Only "
+    "configuration messages it signed are applied and cached.",
+)
+@click.option(
     "--metrics-listen",
     type=HostPort(),
     default=None,
@@ -125,6 +132,7 @@ def serve_command(
     cache_dir: Path,
     tls_cert: Path,
     tls_key: Path,
+    config_key: Path,
     metrics_listen: Address | None,
     heartbeat_interval: float,
     heartbeat_timeout: float,
@@ -154,6 +162,7 @@ def serve_command(
         cache_dir=cache_dir,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        config_key=config_key,
         metrics_listen=metrics_listen,
         heartbeat=heartbeat,
         unknown_tunnel_retry_after=unknown_tunnel_retry_after,

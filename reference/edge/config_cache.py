@@ -5,6 +5,11 @@ payload with the highest ``version`` and ignores anything older or equal, so re-
 the control plane's full republish on reconnect are harmless. Tombstones (``deleted: true``) are
 kept: a deleted tunnel must stay refused, and its records must stay distinguishable from hostnames
 that never existed.
+
+A cache built with a :class:`~reference.config_signing.ConfigVerifier` (every edge's) applies only
+messages the control plane signed for their topic (reason ``unsigned`` otherwise), keeps each
+signed message, and writes those to its file, so that loading the file verifies them again: a
+forged message never enters the cache, its file, or a restarted edge.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from reference.config_signing import ConfigSignatureError, ConfigVerifier
 from reference.config_topics import PREFIX, TUNNEL_SUFFIX
 from reference.edge.config_models import (
     DnsRecordConfig,
@@ -33,8 +39,10 @@ class ApplyResult:
     """What one payload did to the cache.
 
     ``applied`` is False for stale, duplicate or invalid payloads; ``reason`` then says which
-    (``stale``, ``invalid``, ``unknown_topic``, ``empty``). ``deleted_tunnel_id`` is set when this
-    payload turned a live (or unknown) tunnel into a tombstone: its connections must be closed.
+    (``stale``, ``invalid``, ``unknown_topic``, ``empty``, ``unsigned``: not signed by the
+    control plane's key, for a cache that requires signatures). ``deleted_tunnel_id`` is set
+    when this payload turned a live (or unknown) tunnel into a tombstone: its connections must
+    be closed.
     """
 
     applied: bool
@@ -79,7 +87,10 @@ _MODELS: dict[ConfigKind, type[ConfigPayload]] = {
 class ConfigCache:
     """In-memory replica with version rules and lookups for registration, routing and DNS."""
 
-    def __init__(self) -> None:
+    def __init__(self, verifier: ConfigVerifier | None = None) -> None:
+        self.verifier = verifier
+        """When set, only messages signed by the control plane are applied."""
+        self._signed: dict[str, str] = {}
         self._entries: dict[str, ConfigPayload] = {}
         self._tunnels: dict[str, TunnelConfig] = {}
         self._zones: dict[str, ZoneConfig] = {}
@@ -101,12 +112,21 @@ class ConfigCache:
         if parsed_topic is None:
             return ApplyResult(False, "unknown_topic")
         kind, ids = parsed_topic
-        if isinstance(payload, bytes | str):
+        signed: str | None = None
+        if self.verifier is not None:
+            if not isinstance(payload, bytes | str) or not payload:
+                return ApplyResult(False, "unsigned" if payload else "empty", kind)
+            try:
+                data = self.verifier.open(topic, payload)
+            except ConfigSignatureError:
+                return ApplyResult(False, "unsigned", kind)
+            signed = payload.decode() if isinstance(payload, bytes) else payload
+        elif isinstance(payload, bytes | str):
             if not payload:
                 return ApplyResult(False, "empty", kind)
             try:
                 data = json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return ApplyResult(False, "invalid", kind)
         else:
             data = payload
@@ -120,6 +140,8 @@ class ConfigCache:
         if held is not None and model.version <= held.version:
             return ApplyResult(False, "stale", kind, model.version)
         deleted_tunnel_id = self._store(topic, model, held)
+        if signed is not None:
+            self._signed[topic] = signed
         self.applied_at = time.time() if now is None else now
         self.change_count += 1
         return ApplyResult(True, "applied", kind, model.version, deleted_tunnel_id)
@@ -220,6 +242,28 @@ class ConfigCache:
                 return record
         return records[0] if records else None
 
+    def routed_tunnel_id(self, host: str, record: DnsRecordConfig) -> str | None:
+        """The tunnel that ``record`` routes visitors of ``host`` to, under the ownership rule:
+        a known, live tunnel is routed to only when its account owns the zone ``host`` is in
+        (and ``record`` belongs to that zone). None when the record names no tunnel or the rule
+        refuses it. An unknown or deleted tunnel's id is returned: the caller refuses those with
+        their own reason (the rule cannot be judged without the tunnel's account)."""
+        target = self.tunnel_for_target(record.content) if record.type == "CNAME" else None
+        tunnel_id = record.tunnel_id or target
+        if tunnel_id is None or (target is not None and target != tunnel_id):
+            return None
+        tunnel = self._tunnels.get(tunnel_id)
+        if tunnel is None or tunnel.deleted:
+            return tunnel_id
+        zone = self.zone_for(host)
+        owned = (
+            zone is not None
+            and zone.zone_id == record.zone_id
+            and bool(zone.account_tag)
+            and zone.account_tag == tunnel.account_tag
+        )
+        return tunnel_id if owned else None
+
     def was_deleted(self, name: str) -> bool:
         """True when ``name`` had a record that is now deleted (and has no live one)."""
         name = normalize_name(name)
@@ -237,8 +281,9 @@ class ConfigCache:
     # ---- persistence form -----------------------------------------------------------------
 
     def to_document(self) -> dict[str, Any]:
-        """JSON-serialisable form (the on-disk cache file, see docs/edge.md)."""
-        return {
+        """JSON-serialisable form (the on-disk cache file, see docs/edge.md): the payloads for
+        reading, and the signed messages they came from (what a verifying load applies)."""
+        document: dict[str, Any] = {
             "format": CACHE_FORMAT,
             "version": self.version,
             "applied_at": self.applied_at,
@@ -247,16 +292,23 @@ class ConfigCache:
                 for topic, entry in sorted(self._entries.items())
             },
         }
+        if self.verifier is not None:
+            document["signed"] = dict(sorted(self._signed.items()))
+        return document
 
     @classmethod
-    def from_document(cls, document: dict[str, Any]) -> ConfigCache:
-        """Rebuild a cache from :meth:`to_document` output; raises ValueError if malformed."""
+    def from_document(
+        cls, document: dict[str, Any], verifier: ConfigVerifier | None = None
+    ) -> ConfigCache:
+        """Rebuild a cache from :meth:`to_document` output; raises ValueError if malformed, or,
+        with ``verifier``, if any entry is not a message the control plane signed."""
         if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
             raise ValueError(f"not an edge configuration cache (expected format {CACHE_FORMAT!r})")
-        entries = document.get("entries")
+        entries = document.get("signed" if verifier is not None else "entries")
         if not isinstance(entries, dict):
-            raise ValueError("cache file has no 'entries' object")
-        cache = cls()
+            what = "'signed' (signed messages)" if verifier is not None else "'entries'"
+            raise ValueError(f"cache file has no {what} object")
+        cache = cls(verifier)
         for topic, payload in entries.items():
             result = cache.apply(str(topic), payload)
             if not result.applied:

@@ -8,6 +8,8 @@
   (the zone apex itself exists: SOA and NS queries for it are answered).
 * ``<uuid>.tunnels.outlast.test`` -> A of this edge's visitor address while the tunnel is live,
   NXDOMAIN otherwise (an implicit zone every edge serves).
+* Any opcode but QUERY (STATUS, NOTIFY, UPDATE, ...) -> NOTIMP. The AD bit is never set in an
+  answer: this server does not validate DNSSEC (RFC 4035 §3.2.3 forbids echoing it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from dnslib import AAAA, CNAME, NS, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
+from dnslib import AAAA, CNAME, NS, OPCODE, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 
 from reference.config_topics import TUNNEL_SUFFIX
 from reference.edge.config_cache import ConfigCache
@@ -71,6 +73,11 @@ def answer_query(cache: ConfigCache, request: DNSRecord, identity: DnsIdentity) 
     """The authoritative reply to ``request`` (one question; others get FORMERR)."""
     reply = request.reply()
     reply.header.ra = 0
+    reply.header.ad = 0
+    if request.header.opcode != OPCODE.QUERY:
+        reply.header.rcode = RCODE.NOTIMP
+        reply.header.aa = 0
+        return reply
     if len(request.questions) != 1:
         reply.header.rcode = RCODE.FORMERR
         reply.header.aa = 0
@@ -109,7 +116,13 @@ def answer_query(cache: ConfigCache, request: DNSRecord, identity: DnsIdentity) 
             reply.add_answer(RR(qname, QTYPE.CNAME, ttl=RECORD_TTL, rdata=data))
             answered = True
             target = normalize_name(record.content)
-            if qtype in (QTYPE.A, QTYPE.ANY) and record.proxied and _is_live_target(cache, target):
+            routed = cache.routed_tunnel_id(qname, record) is not None
+            if (
+                qtype in (QTYPE.A, QTYPE.ANY)
+                and record.proxied
+                and routed
+                and _is_live_target(cache, target)
+            ):
                 reply.add_answer(RR(target, QTYPE.A, ttl=RECORD_TTL, rdata=A(identity.visitor_ip)))
             break
         if rtype == qtype or qtype == QTYPE.ANY:

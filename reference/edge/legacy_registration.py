@@ -60,7 +60,7 @@ class LegacyOutcome:
     """The decision, and on success the configuration payloads to apply before routing."""
 
     decision: RegistrationDecision
-    config: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    config: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def decision_for_answer(status: int, code: int | None, message: str) -> RegistrationDecision:
@@ -183,10 +183,10 @@ class LegacyRegistrar:
                     should_retry=False,
                 )
             )
-        config = [
-            (str(item["topic"]), item["payload"])
+        config = [  # signed by the control plane, verified by the cache like broker messages
+            (str(item["topic"]), item["message"].encode())
             for item in result.get("config") or []
-            if isinstance(item, dict) and "topic" in item and isinstance(item.get("payload"), dict)
+            if isinstance(item, dict) and "topic" in item and isinstance(item.get("message"), str)
         ]
         return LegacyOutcome(RegistrationDecision.accept(), config)
 

@@ -9,11 +9,14 @@ Outcomes (``reason`` is the metrics label):
 ========================  ==============  ================================================
 reason                    should_retry    when
 ========================  ==============  ================================================
-``ok``                    -               proof verifies against the cached verifier
+``ok``                    -               the secret hashes to the cached verifier and the
+                                          proof answers this connection's nonce
 ``unknown_tunnel``        yes (hint 2 s)  tunnel not in the cache (may still be propagating)
 ``tunnel_deleted``        no              the cache holds the tunnel's tombstone
 ``account_mismatch``      no              the tunnel belongs to another account
-``invalid_secret``        no              the proof does not answer this nonce
+``invalid_secret``        no              no secret, a secret that does not hash to the
+                                          verifier (a stolen verifier is not enough), or a
+                                          proof that does not answer this nonce
 ``bad_request``           no              malformed tunnel id
 ``legacy_unsupported``    no              legacy registration at an edge without ``--api``
 ``legacy_tunnel``         no              named registration for a legacy tunnel's id
@@ -25,11 +28,13 @@ decided by the control plane (``reference.edge.legacy_registration``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Protocol
 
 from reference.edge.config_models import TunnelConfig, is_tunnel_id
-from reference.tunnel_auth import verify_proof
+from reference.tunnel_auth import secret_matches, verify_proof
 from reference.wire.messages import RefusalCause, RegistrationRequest
 
 #: Retry hint for a tunnel the edge does not know yet (its configuration may be propagating).
@@ -114,6 +119,12 @@ def decide_registration(
 
 
 def _proof_ok(tunnel: TunnelConfig, request: RegistrationRequest, nonce: str) -> bool:
+    try:
+        secret = base64.b64decode(request.tunnel_secret, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not secret_matches(secret, request.tunnel_id, tunnel.verifier):
+        return False
     try:
         return verify_proof(
             tunnel.verifier,

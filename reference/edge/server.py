@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import ssl
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from reference import defects
+from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_sync import ConfigSync
@@ -90,6 +90,9 @@ class EdgeConfig:
     peer_poll_wait: float = 5.0
     #: Planted defect ``edge.replicas_share_indexes`` (set by the CLI only).
     replicas_share_indexes: bool = False
+    #: The control plane's configuration public key (PEM): only messages it signed are applied
+    #: and cached. Required: an edge without it could be configured by anyone on the broker.
+    config_key: Path | None = None
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -147,11 +150,14 @@ class EdgeServer:
     async def start(self) -> None:
         cfg = self.config
         tls = server_tls_context(cfg.tls_cert, cfg.tls_key)
-        self.cache = await asyncio.to_thread(load_cache, cfg.cache_dir)
+        if cfg.config_key is None:
+            raise ValueError("no configuration key: pass the control plane's config-signing.pub")
+        verifier = load_verifier(cfg.config_key)
+        self.cache = await asyncio.to_thread(load_cache, cfg.cache_dir, verifier)
         for defect in sorted(defects.active()):
             log_event(logger, "Planted defect active", logging.WARNING, defect=defect)
         if defects.enabled("edge.forget_cache"):
-            self.cache = ConfigCache()
+            self.cache = ConfigCache(verifier)
         self.persister = await self._stack.enter_async_context(
             CachePersister(self.cache, cfg.cache_dir)
         )
@@ -439,8 +445,8 @@ class EdgeServer:
                 and not cached.deleted
             ):
                 return RegistrationDecision.accept()
-        for topic, payload in outcome.config:
-            self._on_config_payload(topic, json.dumps(payload).encode())
+        for topic, message in outcome.config:
+            self._on_config_payload(topic, message)
         return decision
 
     def _count_registration(self, result: str, reason: str) -> None:

@@ -256,11 +256,11 @@ class VisitorProxy:
             return self._error(
                 NO_SUCH_HOSTNAME, f"no such hostname: {host} has no DNS record at this edge"
             )
-        tunnel_id = record.tunnel_id or self.cache.tunnel_for_target(record.content)
+        tunnel_id = self.cache.routed_tunnel_id(host, record)
         if tunnel_id is None:
             return self._error(
                 NOT_A_TUNNEL_ROUTE,
-                f"hostname {host} is not routed to a tunnel ({record.type} {record.content})",
+                f"{host} is not routed to a tunnel of its zone's account ({record.content})",
             )
         tunnel = self.cache.tunnel(tunnel_id)
         if tunnel is None:

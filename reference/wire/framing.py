@@ -43,6 +43,10 @@ def decode_control(payload: bytes) -> dict[str, Any]:
         value = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WireProtocolError(f"control message is not JSON: {exc}") from None
+    except RecursionError:
+        raise WireProtocolError(
+            "control message nests too deeply to be a control message"
+        ) from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise WireProtocolError("control message must be a JSON object with a string 'type'")
     return value

@@ -91,8 +91,10 @@ class LegacyRegistration:
 class RegistrationRequest:
     """What the connector sends to register one HA connection (answering the edge's nonce).
 
-    ``proof`` is ``reference.tunnel_auth.compute_proof(verifier, nonce, tunnel_id, account_tag,
-    conn_index, connector_id)``; it is never logged (excluded from ``repr``).
+    ``tunnel_secret`` is the base64 tunnel secret (sent only inside TLS, checked by the edge
+    against its stored verifier) and ``proof`` is ``reference.tunnel_auth.compute_proof(verifier,
+    nonce, tunnel_id, account_tag, conn_index, connector_id)``; neither is ever logged (both are
+    excluded from ``repr``).
     """
 
     tunnel_id: str
@@ -105,6 +107,7 @@ class RegistrationRequest:
     arch: str = ""
     features: tuple[str, ...] = ()
     legacy: LegacyRegistration | None = None
+    tunnel_secret: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +116,7 @@ class RegistrationRequest:
             "conn_index": self.conn_index,
             "connector_id": self.connector_id,
             "proof": self.proof,
+            "tunnel_secret": self.tunnel_secret,
             "attempt": self.attempt,
             "version": self.version,
             "arch": self.arch,
@@ -137,6 +141,7 @@ class RegistrationRequest:
             arch=_str(data, "arch", default=""),
             features=tuple(features),
             legacy=LegacyRegistration.from_json(legacy) if legacy is not None else None,
+            tunnel_secret=_str(data, "tunnel_secret", default=""),
         )
 
 

@@ -15,6 +15,7 @@ import aiomqtt
 import httpx
 
 from reference import config_topics
+from reference.config_signing import load_verifier
 from reference.connector.credentials import TunnelCredentials
 from reference.tunnel_auth import derive_verifier
 from tests.integration.controlplane_fixtures import (
@@ -30,6 +31,15 @@ CONFIG_FILTERS = (
     config_topics.DNS_FILTER,
 )
 Seen = dict[str, dict[str, Any]]
+
+
+def unwrap(raw: bytes) -> Any:
+    """The payload of a configuration message (signed envelopes are opened, unverified: the
+    tests that care check signatures with the control plane's public key)."""
+    data = json.loads(raw) if raw else None
+    if isinstance(data, dict) and isinstance(data.get("payload"), str) and "signature" in data:
+        return json.loads(data["payload"])
+    return data
 
 
 async def collect(
@@ -52,7 +62,7 @@ async def collect(
                 async for message in client.messages:
                     raw = message.payload if isinstance(message.payload, bytes) else b""
                     seen[str(message.topic)] = {
-                        "payload": json.loads(raw),
+                        "payload": unwrap(raw),
                         "raw": raw,
                         "retain": message.retain,
                     }
@@ -117,6 +127,10 @@ async def test_retained_config_with_versions_verifier_and_tombstones(tmp_path: P
 
         seen = await collect(broker.address, complete)
         assert all(m["retain"] for m in seen.values())
+        # Every configuration message is signed by the control plane's key (issue 21, item 2).
+        verifier = load_verifier(cp.data_dir / "config-signing.pub")
+        for topic, message in seen.items():
+            assert verifier.open(topic, message["raw"]) == message["payload"], topic
         tunnel = seen[tunnel_topic]["payload"]
         assert set(tunnel) == {
             "version",

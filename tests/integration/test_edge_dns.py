@@ -8,7 +8,7 @@ import struct
 from collections.abc import AsyncIterator
 
 import pytest
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import OPCODE, QTYPE, RCODE, DNSRecord
 
 from reference.config_topics import dns_topic, tunnel_target, tunnel_topic, zone_topic
 from reference.edge.config_cache import ConfigCache
@@ -209,3 +209,26 @@ async def test_malformed_packets_get_formerr_or_silence(
         await udp_query(server.port, b"\x01", timeout=0.3)
     # The server is still fine afterwards.
     assert (await ask(server.port, "app.example.com", "CNAME")).header.rcode == RCODE.NOERROR
+
+
+async def test_opcode_status_is_notimp_and_ad_is_never_echoed(
+    dns: tuple[DnsServer, ConfigCache],
+) -> None:
+    server, _ = dns
+    status = DNSRecord.question("app.example.com", "A")
+    status.header.opcode = OPCODE.STATUS
+    for tcp in (False, True):
+        packet = bytes(status.pack())
+        raw = (
+            (await tcp_query(server.port, [packet]))[0]
+            if tcp
+            else await udp_query(server.port, packet)
+        )
+        reply = DNSRecord.parse(raw)
+        assert reply.header.rcode == RCODE.NOTIMP and reply.rr == [], tcp
+        assert reply.header.opcode == OPCODE.STATUS and reply.header.aa == 0
+    query = DNSRecord.question("app.example.com", "CNAME")
+    query.header.ad = 1
+    reply = DNSRecord.parse(await udp_query(server.port, bytes(query.pack())))
+    assert reply.header.rcode == RCODE.NOERROR and reply.rr
+    assert reply.header.ad == 0

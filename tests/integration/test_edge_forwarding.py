@@ -63,6 +63,7 @@ def _config(
         cache_dir=tmp / f"cache-{pop}",
         tls_cert=tls.cert_file,
         tls_key=tls.key_file,
+        config_key=tls.config_key,
         peer_listen=("127.0.0.1", ports[pop]),
         peers={peer: ("127.0.0.1", ports[peer])},
         peer_poll_wait=2.0,

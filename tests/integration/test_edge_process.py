@@ -27,6 +27,7 @@ from tests.integration.test_edge_support import (
     publish,
     register,
     running_mosquitto,
+    signed,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -114,6 +115,19 @@ async def test_edge_process_end_to_end(tmp_path: Path) -> None:
                 await register(tls, ports.tunnel, tunnel, secret=b"w" * 32, sent_proofs=proofs)
             assert wrong.value.response.should_retry is False
             assert wrong.value.response.cause == RefusalCause.INVALID_SECRET
+            # Issue 21, item 1: the verifier read off the broker makes a right proof, but
+            # the edge wants the secret that hashes to it.
+            with pytest.raises(RegistrationRefused) as stolen:
+                await register(
+                    tls,
+                    ports.tunnel,
+                    tunnel,
+                    secret=b"w" * 32,
+                    verifier=tunnel.verifier,
+                    sent_proofs=proofs,
+                )
+            assert stolen.value.response.should_retry is False
+            assert stolen.value.response.cause == RefusalCause.INVALID_SECRET
             with pytest.raises(RegistrationRefused) as foreign:
                 await register(
                     tls,
@@ -144,14 +158,18 @@ async def test_edge_process_end_to_end(tmp_path: Path) -> None:
                 )
                 == 1
             )
-            for reason in ("invalid_secret", "account_mismatch", "unknown_tunnel"):
+            for reason, count in (
+                ("invalid_secret", 2),
+                ("account_mismatch", 1),
+                ("unknown_tunnel", 1),
+            ):
                 assert (
                     metric_value(
                         metrics,
                         "outlast_edge_registrations_total",
                         {"result": "failed", "reason": reason},
                     )
-                    == 1
+                    == count
                 ), reason
             assert (
                 metric_value(metrics, "outlast_edge_visitor_requests_total", {"status": "200"}) == 1
@@ -168,7 +186,7 @@ async def test_edge_process_end_to_end(tmp_path: Path) -> None:
             async with aiomqtt.Client("127.0.0.1", broker.port) as cp:
                 topic, payload = cfg.tunnel(tunnel, deleted=True)
                 started = time.monotonic()
-                await cp.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
+                await cp.publish(topic, signed(topic, payload), qos=1, retain=True)
                 reason = await asyncio.wait_for(connector.wait_closed(), 5)
                 closed_after = time.monotonic() - started
             assert closed_after < 1.0, f"deleted tunnel's connection closed after {closed_after}"

@@ -19,8 +19,10 @@ import aiohttp
 import aiomqtt
 import httpx
 import pytest
+from dnslib import QTYPE, DNSRecord
 
 from reference.config_topics import edge_connections_topic, events_topic
+from reference.edge.dns_answers import DnsIdentity, answer_query
 from reference.edge.server import EdgeConfig, EdgeServer
 from reference.wire import ConnectorStream, HeartbeatConfig, StreamReset
 from tests.integration.test_edge_support import (
@@ -28,6 +30,7 @@ from tests.integration.test_edge_support import (
     EdgeTls,
     Mosquitto,
     TunnelCreds,
+    echo_handler,
     eventually,
     make_tls,
     metric_value,
@@ -69,6 +72,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             cache_dir=tmp_path / "cache",
             tls_cert=tls.cert_file,
             tls_key=tls.key_file,
+            config_key=tls.config_key,
         )
         cfg = ConfigWorld()
         tunnel = TunnelCreds()
@@ -386,6 +390,7 @@ async def test_black_holed_connection_is_dropped_from_routing(tmp_path: Path) ->
             cache_dir=tmp_path / "cache",
             tls_cert=tls.cert_file,
             tls_key=tls.key_file,
+            config_key=tls.config_key,
             heartbeat=HeartbeatConfig(interval=0.25, timeout=1.5),
         )
         async with EdgeServer(config) as edge, BlackHoleRelay(edge.tunnel_port) as relay:
@@ -421,3 +426,32 @@ async def test_black_holed_connection_is_dropped_from_routing(tmp_path: Path) ->
                 assert (response.status_code, response.json()["error_code"]) == (530, 1033)
             finally:
                 await connector.close()
+
+
+async def test_a_zone_cannot_route_to_another_accounts_tunnel(world: World) -> None:
+    """Issue 21, item 3, edge side: even if a record in account A's zone names account B's
+    tunnel (a control plane bug, an old cache), the edge does not route it, and its DNS does not
+    offer the edge's address for it. B's tunnel itself is connected and healthy."""
+    victim = TunnelCreds()  # another account
+    cfg = world.config
+    await publish(world.broker.port, cfg.tunnel(victim), cfg.record("hijack.example.com", victim))
+    await eventually(lambda: world.edge.cache.version == cfg.version)
+    reached: list[str] = []
+
+    async def victim_origin(stream: ConnectorStream) -> None:
+        reached.append(stream.request.host)
+        await echo_handler(stream)
+
+    connector = await register(world.tls, world.edge.tunnel_port, victim, handler=victim_origin)
+    try:
+        for _ in range(5):
+            response = await world.get("/", host="hijack.example.com")
+            assert (response.status_code, response.json()["error_code"]) == (404, 1002)
+            assert "not routed to a tunnel of its zone's account" in response.json()["error"]
+        assert reached == []
+        query = DNSRecord.question("hijack.example.com", "A")
+        reply = answer_query(world.edge.cache, query, DnsIdentity("ams", "127.0.0.1"))
+        assert [QTYPE[rr.rtype] for rr in reply.rr] == ["CNAME"]
+    finally:
+        await connector.close()
+    assert (await world.get("/")).status_code == 530  # A's own route is untouched

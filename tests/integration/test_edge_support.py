@@ -5,6 +5,7 @@ protocol driven from the test, and the argv of a real ``outlast serve edge`` pro
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import wait_tcp
 from reference import config_topics as topics
+from reference.config_signing import ConfigSigner
 from reference.pki import CertAndKey, create_ca, issue_certificate
 from reference.tunnel_auth import compute_proof, derive_verifier
 from reference.wire import (
@@ -157,11 +161,20 @@ class ConfigWorld:
         }
 
 
+#: The test's control plane key: edges started by these helpers trust its public half.
+CONFIG_SIGNER = ConfigSigner(Ed25519PrivateKey.generate())
+
+
+def signed(topic: str, payload: dict[str, Any]) -> bytes:
+    """The message the control plane would publish for ``payload``."""
+    return CONFIG_SIGNER.sign(topic, payload)
+
+
 async def publish(port: int, *messages: tuple[str, dict[str, Any]]) -> None:
-    """Publish retained QoS 1 configuration messages, like the control plane does."""
+    """Publish retained QoS 1 configuration messages, signed, like the control plane does."""
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-cp-{uuid.uuid4().hex[:8]}") as c:
         for topic, payload in messages:
-            await c.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
+            await c.publish(topic, signed(topic, payload), qos=1, retain=True)
 
 
 # ---- TLS -------------------------------------------------------------------------------------
@@ -172,6 +185,7 @@ class EdgeTls:
     ca: CertAndKey
     cert_file: Path
     key_file: Path
+    config_key: Path  # the public half of CONFIG_SIGNER, as an edge is provisioned with it
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cadata=self.ca.cert_pem.decode())
@@ -185,7 +199,13 @@ def make_tls(directory: Path) -> EdgeTls:
     cert.write_bytes(leaf.cert_pem)
     key.write_bytes(leaf.key_pem)
     key.chmod(0o600)
-    return EdgeTls(ca, cert, key)
+    config_key = directory / "config-signing.pub"
+    config_key.write_bytes(
+        CONFIG_SIGNER.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return EdgeTls(ca, cert, key, config_key)
 
 
 # ---- the connector side, driven from the test -----------------------------------------------
@@ -233,12 +253,15 @@ async def register(
     secret: bytes | None = None,
     account_tag: str | None = None,
     sent_proofs: list[str] | None = None,
+    verifier: str | None = None,
 ) -> ConnectorTunnel:
     """Register one connection for ``tunnel`` at the edge on ``port`` (TLS, real handshake).
-    ``secret``/``account_tag`` override the credentials (to test refusals); proofs sent are
-    appended to ``sent_proofs``."""
+    ``secret``/``account_tag`` override the credentials (to test refusals); ``verifier`` makes
+    the proof with that verifier instead of the secret's (an attacker who read it off the
+    broker); proofs sent are appended to ``sent_proofs``."""
     connector_id = connector_id or str(uuid.uuid4())
-    verifier = derive_verifier(secret, tunnel.tunnel_id) if secret else tunnel.verifier
+    sent_secret = secret or tunnel.secret
+    verifier = verifier or derive_verifier(sent_secret, tunnel.tunnel_id)
     account = account_tag or tunnel.account_tag
 
     def build(nonce: str) -> RegistrationRequest:
@@ -251,6 +274,7 @@ async def register(
             conn_index=conn_index,
             connector_id=connector_id,
             proof=proof,
+            tunnel_secret=base64.b64encode(sent_secret).decode(),
             version="0.1.0-test",
             arch="linux_x86_64",
         )
@@ -299,6 +323,8 @@ def edge_process(
         str(tls.cert_file),
         "--tls-key",
         str(tls.key_file),
+        "--config-key",
+        str(tls.config_key),
         "--metrics-listen",
         f"127.0.0.1:{ports.metrics}",
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import tcp_listen_overflows
-from bench.failover import Outcome, resend
+from bench.failover import Outcome, analyse
 from bench.overhead import parse_wrk, top_frames
 from bench.reconnect_storm import curve
 
@@ -50,19 +50,22 @@ def test_curve_reports_when_each_share_was_reached() -> None:
     assert curve(missing, 100) == {"p50": 50.0, "p90": 90.0, "p99": None, "p100": None}
 
 
-def test_edge_network_view_resends_only_what_is_safe() -> None:
-    assert resend("530/1033", "POST")  # no connection at that PoP: nothing was forwarded
-    assert resend("502/1035", "GET")
-    assert resend("timeout", "GET")
-    assert not resend("502/1035", "POST")  # may have reached the origin
-    assert not resend("timeout", "POST")
-
-
-def test_outcome_views() -> None:
-    failed_over = Outcome(1.0, "ams", "GET", "530/1033", "ok", 0.01)
-    assert failed_over.per_pop_failed and not failed_over.network_failed
-    lost = Outcome(1.0, "ams", "POST", "502/1035", None, 3.1)
-    assert lost.per_pop_failed and lost.network_failed and not lost.idempotent
+def test_failover_views_count_forwarded_and_failed_per_entry() -> None:
+    outcomes = [
+        Outcome(-1.0, "anycast", "GET", "ok", 0.01, "ams->ams"),
+        Outcome(1.0, "anycast", "GET", "ok", 0.01, "ams->fra"),  # forwarded
+        Outcome(1.5, "anycast", "POST", "502/1035", 3.1, "ams->ams"),
+        Outcome(1.0, "ams", "GET", "ok", 0.01, "ams->fra"),
+    ]
+    views = analyse(outcomes, fault_s=8.0)["views"]
+    assert list(views) == ["anycast", "ams"]  # the visitor's view first
+    assert (views["anycast"]["requests"], views["anycast"]["forwarded"]) == (3, 1)
+    assert (views["anycast"]["failed_idempotent"], views["anycast"]["failed_not_idempotent"]) == (
+        0,
+        1,
+    )
+    assert views["anycast"]["first_failure_s"] == 1.5
+    assert views["ams"]["failed"] == 0 and views["ams"]["forwarded"] == 1
 
 
 def test_top_frames_groups_busy_time_and_leaves_out_waiting(tmp_path: Path) -> None:

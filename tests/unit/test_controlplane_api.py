@@ -366,3 +366,94 @@ async def test_broker_link_turns_events_and_snapshots_into_state(env: Env) -> No
     assert [c["colo_name"] for c in body["result"]["connections"]] == ["fra"]
     link.handle_snapshot("fra", {"pop": "fra", "online": False, "connections": []})
     assert env.view.count() == 0
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 21, item 8)
+
+
+async def test_json_nested_100000_deep_is_a_400_not_a_500(env: Env) -> None:
+    for depth in (100_000, 33):
+        status, body = await env.call("POST", env.tunnels, data=b"[" * depth + b"]" * depth)
+        assert status == 400, (depth, body)
+        assert error_of(body) == (
+            1000,
+            "request body nests deeper than 32 levels of lists and objects",
+        )
+    status, body = await env.call("POST", env.tunnels, data=b'{"name": [[[1]]]}')
+    assert status == 400 and error_of(body)[0] == 1001  # shallow: the usual field error
+    text = generate_latest(env.metrics.registry).decode()
+    assert 'status="500"' not in text
+
+
+async def test_unmatched_paths_are_logged_and_counted_with_their_real_status(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="outlast.controlplane")
+    for path in ("/", "/admin", "/client/v5/x", "/.env"):
+        response = await env.client.get(path)
+        assert response.status == 404, path
+    text = generate_latest(env.metrics.registry).decode()
+    assert 'route="unmatched",status="404"} 4.0' in text
+    assert 'status="500"' not in text
+    statuses = [
+        getattr(r, "fields", {}).get("status") for r in caplog.records if r.msg == "request"
+    ]
+    assert statuses == [404, 404, 404, 404]
+
+
+async def test_audit_log_since_must_be_a_time(env: Env) -> None:
+    await env.create("web")
+    audit = f"/accounts/{env.boot.account_id}/audit_logs"
+    for bad in ("notadate", "2026-13-01", "yesterday", "' OR 1=1 --"):
+        status, body = await env.call("GET", audit, params={"since": bad})
+        assert status == 400, (bad, body)
+        code, message = error_of(body)
+        assert code == 1017 and "is not an ISO 8601 time" in message
+    status, body = await env.call("GET", audit, params={"since": "2000-01-01"})
+    assert status == 200 and len(body["result"]) >= 1
+    status, body = await env.call("GET", audit, params={"since": "2999-01-01T00:00:00+02:00"})
+    assert status == 200 and body["result"] == []
+
+
+async def test_a_cname_to_another_accounts_tunnel_is_refused(env: Env) -> None:
+    """Issue 21, item 3: account A cannot point its zone at B's tunnel (nor at a made-up one),
+    by a DNS record or by a route; the answer is the same either way."""
+    other = env.store.bootstrap("globex", "globex.test", "bob@globex.test")
+    status, body = await env.call(
+        "POST",
+        f"/accounts/{other.account_id}/cfd_tunnel",
+        other.api_token,
+        json={"name": "b-web", "tunnel_secret": SECRET},
+    )
+    assert status == 201
+    b_tunnel = body["result"]["id"]
+    zone = f"/zones/{env.boot.zone_id}"
+    for target in (b_tunnel, "00000000-0000-4000-8000-000000000000"):
+        status, body = await env.call(
+            "POST",
+            f"{zone}/dns_records",
+            json={"type": "CNAME", "name": "hijack.example.com", "content": tunnel_target(target)},
+        )
+        assert status == 403, body
+        code, message = error_of(body)
+        assert code == 1020
+        assert message == (
+            f"CNAME target {tunnel_target(target)} is not a tunnel of the account that owns zone "
+            "example.com; a hostname can only be routed to your own account's tunnels (see "
+            "`outlast tunnel list`, then `outlast tunnel route dns`)"
+        )
+    status, body = await env.call(
+        "PUT",
+        f"{zone}/tunnels/{b_tunnel}/routes",
+        json={"type": "dns", "user_hostname": "h.example.com"},
+    )
+    assert status == 404 and error_of(body)[0] == 1005
+    status, body = await env.call("GET", f"{zone}/dns_records")
+    assert body["result"] == []
+    own = await env.create("a-web")
+    status, body = await env.call(
+        "POST",
+        f"{zone}/dns_records",
+        json={"type": "CNAME", "name": "ok.example.com", "content": tunnel_target(own["id"])},
+    )
+    assert status == 201 and body["result"]["tunnel_id"] == own["id"]

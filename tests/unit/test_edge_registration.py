@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import uuid
 
@@ -59,6 +60,7 @@ def request_for(
         connector_id=CONNECTOR,
         proof=proof,
         legacy=legacy,
+        tunnel_secret=base64.b64encode(secret).decode(),
     )
 
 
@@ -185,3 +187,32 @@ def test_decision_reads_only_the_cache() -> None:
     nonce = new_nonce()
     assert decide_registration(lookup, request_for(nonce), nonce).accepted
     assert lookup.calls == [TUNNEL_ID]
+
+
+def test_a_verifier_read_off_the_broker_does_not_register() -> None:
+    """Issue 21, item 1: the proof made with the cached verifier is right, but the sent secret
+    (wrong, or none) does not hash to it: refused permanently, like a wrong secret."""
+    nonce = new_nonce()
+    proof = compute_proof(VERIFIER, nonce, TUNNEL_ID, ACCOUNT, 0, CONNECTOR)
+    for sent in (base64.b64encode(b"x" * 32).decode(), "", "not base64!", VERIFIER):
+        request = RegistrationRequest(
+            tunnel_id=TUNNEL_ID,
+            account_tag=ACCOUNT,
+            conn_index=0,
+            connector_id=CONNECTOR,
+            proof=proof,
+            tunnel_secret=sent,
+        )
+        decision = decide_registration(cache_with(), request, nonce)
+        assert (decision.accepted, decision.reason, decision.should_retry) == (
+            False,
+            "invalid_secret",
+            False,
+        ), sent
+        assert decision.cause == RefusalCause.INVALID_SECRET
+
+
+def test_the_secret_is_never_in_a_requests_repr() -> None:
+    request = request_for(new_nonce())
+    assert base64.b64encode(SECRET).decode() not in repr(request)
+    assert request.proof not in repr(request)

@@ -11,7 +11,7 @@ import pytest
 from reference.wire import events as ev
 from reference.wire.core import ConnectorProtocol, EdgeProtocol
 from reference.wire.errors import StreamFailedBeforeResponse, TunnelClosed, WireProtocolError
-from reference.wire.framing import encode_control
+from reference.wire.framing import decode_control, encode_control
 from reference.wire.messages import (
     Disconnect,
     HeartbeatConfig,
@@ -400,3 +400,8 @@ def test_concurrency_limit_surfaces_as_failed_before_response() -> None:
     pair.pump()
     with pytest.raises(StreamFailedBeforeResponse):
         pair.edge.open_stream(StreamRequest("GET", "/", "h"), end_stream=True)
+
+
+def test_a_deeply_nested_control_message_is_a_protocol_error() -> None:
+    with pytest.raises(WireProtocolError, match="nests too deeply"):
+        decode_control(b"[" * 100_000 + b"]" * 100_000)
