@@ -3,7 +3,9 @@
 No external assets and no ``xmlns`` URL, so the HTML page that embeds it is self-contained. The
 x axis is scenario time (journal time divided by the time scale, from the timeline start), shown
 as wall-clock times when the run has a ``clock_start`` anchor. One line per series: per tunnel
-when the run has several tunnels (e.g. legacy next to named), else all traffic.
+when the run has several tunnels (e.g. legacy next to named), else all traffic. A third panel
+stacks each bucket's successful requests by the PoP that answered them (paler: forwarded to a
+peer PoP), failed ones in red and indeterminate ones in grey.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from harness.report.sla import nearest_rank
 from harness.scenario.durations import format_duration
 
 SERIES_COLORS = ("#1f6fb2", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285")
+POP_COLORS = ("#364fc7", "#2b8a3e", "#862e9c", "#0b7285", "#e67700", "#5c940d")
+FAILED_COLOR = "#e03131"
+INDETERMINATE_COLOR = "#adb5bd"
+OUTCOME_KEYS = ("failed", "indeterminate")
+SERVED_HEIGHT = 90
 FAULT_COLORS = ("#f59f00", "#e03131", "#7048e8", "#1098ad", "#d6336c", "#5c940d")
 BUCKET_CHOICES = (0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 TICK_CHOICES = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
@@ -183,9 +190,11 @@ def timeline_svg(history: History, title: str = "") -> str:
     top = 34 + label_rows * LABEL_ROW
     rate_top = top
     lat_top = rate_top + PANEL_HEIGHT + PANEL_GAP
-    axis_y = lat_top + PANEL_HEIGHT
+    served_top = lat_top + PANEL_HEIGHT + PANEL_GAP
+    served = served_by_pop(history, bucket_s)
+    axis_y = served_top + SERVED_HEIGHT
     legend_y = axis_y + 40
-    height = legend_y + 26
+    height = legend_y + 26 + (LABEL_ROW + 6 if served else 0)
     out: list[str] = [
         f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
         f'height="{height}" role="img" aria-label="{escape(title or "timeline")}" '
@@ -204,12 +213,15 @@ def timeline_svg(history: History, title: str = "") -> str:
             f'fill="{color}" fill-opacity="0.18"/>'
             f'<rect x="{x0:.1f}" y="{lat_top}" width="{x1 - x0:.1f}" height="{PANEL_HEIGHT}" '
             f'fill="{color}" fill-opacity="0.18"/>'
+            f'<rect x="{x0:.1f}" y="{served_top}" width="{x1 - x0:.1f}" '
+            f'height="{SERVED_HEIGHT}" fill="{color}" fill-opacity="0.18"/>'
             f'<line x1="{x0:.1f}" y1="{y - 10}" x2="{x0:.1f}" y2="{axis_y}" stroke="{color}" '
             'stroke-opacity="0.6"/>'
             f'<text x="{x0 + 3:.1f}" y="{y}" fill="{color}">{escape(label)}</text></g>'
         )
     out.extend(_rate_panel(axis, series, rate_top))
     out.extend(_latency_panel(axis, series, lat_top))
+    out.extend(_served_panel(axis, served, served_top, bucket_s))
     ticks = axis.ticks()
     for x, label in zip(ticks, axis.tick_labels(ticks), strict=True):
         px = axis.px(x)
@@ -248,6 +260,21 @@ def timeline_svg(history: History, title: str = "") -> str:
         'stroke="#495057" stroke-dasharray="4 3"/>'
     )
     out.append(f'<text x="{x + 23:.1f}" y="{legend_y + 4}">p95 latency (solid: p50)</text>')
+    x, y = float(LEFT), legend_y + LABEL_ROW + 6
+    keys = {key for bucket in served.values() for key in bucket}
+    pops = sorted({pop for pop, _ in keys})
+    for pop in sorted(pops, key=lambda p: (p in OUTCOME_KEYS, p)):
+        color, name = _served_style(pop, pops)
+        for forwarded in (False, True):
+            label = f"{name}, forwarded to a peer" if forwarded else name
+            if (pop, forwarded) not in keys:
+                continue
+            out.append(
+                f'<rect x="{x:.1f}" y="{y - 6}" width="18" height="12" fill="{color}" '
+                f'fill-opacity="{0.35 if forwarded else 0.85}"/>'
+            )
+            out.append(f'<text x="{x + 23:.1f}" y="{y + 4}">{escape(label)}</text>')
+            x += 34 + 6.2 * len(label)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -281,6 +308,64 @@ def _rate_panel(axis: _Axis, series: list[Series], top: int) -> list[str]:
             f'<path class="series" d="{_path(points)}" fill="none" stroke="{item.color}" '
             'stroke-width="2"/>'
         )
+    return out
+
+
+ServedBuckets = dict[float, dict[tuple[str, bool], int]]
+
+
+def served_by_pop(history: History, bucket_s: float) -> ServedBuckets:
+    """Per bucket (its middle, scenario seconds): successful requests by (PoP that answered,
+    forwarded), and the failed and indeterminate ones as ``("failed"|"indeterminate", False)``."""
+    width_ns = round(bucket_s * NS_PER_S)
+    axis = _Axis(history)
+    buckets: ServedBuckets = {}
+    for op in history.visitor_ops():
+        pop = op.pop or "-"
+        tunnel_pop = op.value.get("tunnel_pop")
+        forwarded = isinstance(tunnel_pop, str) and tunnel_pop != pop
+        if op.phase != "ok":
+            pop, forwarded = ("failed" if op.phase == "fail" else "indeterminate"), False
+        x = axis.scenario((op.invoke_t // width_ns) * width_ns + width_ns // 2)
+        counts = buckets.setdefault(x, {})
+        counts[(pop, forwarded)] = counts.get((pop, forwarded), 0) + 1
+    return buckets
+
+
+def _served_style(pop: str, pops: Sequence[str]) -> tuple[str, str]:
+    if pop == "failed":
+        return FAILED_COLOR, "failed"
+    if pop == "indeterminate":
+        return INDETERMINATE_COLOR, "indeterminate"
+    named = [p for p in pops if p not in OUTCOME_KEYS]
+    return POP_COLORS[named.index(pop) % len(POP_COLORS)], f"served by {pop}"
+
+
+def _served_panel(axis: _Axis, served: ServedBuckets, top: int, bucket_s: float) -> list[str]:
+    out = [
+        f'<rect x="{axis.left}" y="{top}" width="{axis.right - axis.left}" '
+        f'height="{SERVED_HEIGHT}" fill="none" stroke="#adb5bd"/>',
+        f'<text x="12" y="{top + SERVED_HEIGHT / 2:.1f}" transform="rotate(-90 12 '
+        f'{top + SERVED_HEIGHT / 2:.1f})" text-anchor="middle">requests</text>',
+    ]
+    if not served:
+        return out
+    pops = sorted({pop for bucket in served.values() for pop, _ in bucket})
+    most = max(sum(bucket.values()) for bucket in served.values())
+    half = (axis.px(bucket_s / axis.scale) - axis.px(0.0)) / 2 * 0.9
+    for x, bucket in sorted(served.items()):
+        y = float(top + SERVED_HEIGHT)
+        for key in sorted(bucket, key=lambda k: (k[0] in OUTCOME_KEYS, k[0], k[1])):
+            pop, forwarded = key
+            height = SERVED_HEIGHT * bucket[key] / most
+            y -= height
+            color, name = _served_style(pop, pops)
+            what = f"{name}{', forwarded to a peer' if forwarded else ''}: {bucket[key]}"
+            out.append(
+                f'<rect x="{axis.px(x) - half:.1f}" y="{y:.1f}" width="{2 * half:.1f}" '
+                f'height="{height:.1f}" fill="{color}" '
+                f'fill-opacity="{0.35 if forwarded else 0.85}"><title>{escape(what)}</title></rect>'
+            )
     return out
 
 
