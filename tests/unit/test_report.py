@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.journal import JournalBuilder
+from harness.journal.history import History
 from harness.report import (
     JUNIT,
     REPORT_HTML,
@@ -287,3 +288,23 @@ def test_plot_handles_a_journal_without_traffic() -> None:
     b.end(3)
     svg = timeline_svg(b.history())
     assert "no successful requests" in svg and "pause edge-ams" in svg
+
+
+def test_the_plot_shows_which_pop_served_each_request(tmp_path: Path) -> None:
+    from harness.report.plot import served_by_pop, timeline_svg
+
+    b = JournalBuilder(scenario="served", seed=1, tunnels={"web": ("named", ["app.example.com"])})
+    b.request(1.0, "ok", pop="ams", tunnel_pop="ams")
+    b.request(1.1, "ok", pop="ams", tunnel_pop="fra")  # forwarded
+    b.request(1.2, "ok", pop="fra", tunnel_pop="fra")
+    b.request(1.3, "fail", pop="ams", status=530)
+    b.end(2)
+    history = History(b.records)
+    counts: dict[tuple[str, bool], int] = {}
+    for bucket in served_by_pop(history, 10.0).values():
+        for key, n in bucket.items():
+            counts[key] = counts.get(key, 0) + n
+    assert counts == {("ams", False): 1, ("ams", True): 1, ("fra", False): 1, ("failed", False): 1}
+    svg = timeline_svg(history)
+    assert "served by ams, forwarded to a peer" in svg and "served by fra" in svg
+    assert ">failed<" in svg
