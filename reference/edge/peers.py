@@ -210,9 +210,13 @@ class RegistrationPoller:
         *,
         wait: float = 5.0,
         retry: float = 0.25,
+        min_interval: float = 0.1,
         on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.pop = pop
+        # During a reconnect storm the summary changes thousands of times a second; polling at
+        # most every ``min_interval`` coalesces those changes into one answer.
+        self.min_interval = min_interval
         self.peers = dict(peers)
         self.directory = directory
         self.wait = wait
@@ -249,7 +253,10 @@ class RegistrationPoller:
         url = f"http://{address[0]}:{address[1]}{REGISTRATIONS_PATH}"
         # Connect and idle bounds are short so a black-holed link is noticed within seconds.
         timeout = aiohttp.ClientTimeout(total=self.wait + 2.0, sock_connect=1.0)
+        last_poll = -self.min_interval
         while True:
+            await asyncio.sleep(max(0.0, last_poll + self.min_interval - loop.time()))
+            last_poll = loop.time()
             known = self.directory.known_version(peer)
             reachable = self.directory.reachable(peer)
             params = {"wait": str(self.wait if reachable and known else 0)}
