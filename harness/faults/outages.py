@@ -1,11 +1,14 @@
-"""Outages of a whole service: control plane, broker, one PoP."""
+"""Outages of a whole service: control plane, broker, one PoP (down, or withdrawn from the
+anycast entry)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from harness.faults.base import FaultContext, register
+import httpx
+
+from harness.faults.base import FaultContext, FaultError, register
 from harness.faults.processes import Stop
 
 
@@ -91,4 +94,36 @@ class PopOutage(Stop):
         if self._done:
             await ctx.stack.start(f"edge-{self.target}")
             await (await ctx.faultproxy.get_proxy(f"conn-{self.target}")).enable()
+            self._done = False
+
+
+@register
+@dataclass
+class PopWithdraw:
+    """The edge network stops announcing a PoP (a planned withdrawal, through the anycast
+    entry's admin API): after the route convergence delay no new visitor reaches it; it keeps
+    running, its tunnel connections stay, and it still forwards and serves for its peers."""
+
+    kind: ClassVar[str] = "pop_withdraw"
+    target: str = "ams"
+    params: dict[str, Any] = field(default_factory=dict)
+    _done: bool = False
+
+    async def _call(self, ctx: FaultContext, action: str) -> None:
+        url = f"{ctx.stack.endpoints()['anycast']['control_url']}/pops/{self.target}/{action}"
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+            response = await client.post(url)
+        if response.status_code >= 300:
+            raise FaultError(
+                f"anycast entry refused to {action} PoP {self.target}: "
+                f"{response.status_code} {response.text[:200]}"
+            )
+
+    async def inject(self, ctx: FaultContext) -> None:
+        await self._call(ctx, "withdraw")
+        self._done = True
+
+    async def heal(self, ctx: FaultContext) -> None:
+        if self._done:
+            await self._call(ctx, "announce")
             self._done = False

@@ -26,6 +26,7 @@ FaultKind = Literal[
     "link_slicer",
     "link_limit_data",
     "pop_outage",
+    "pop_withdraw",
     "kill",
     "pause",
     "restart",
@@ -140,6 +141,13 @@ FAULT_SPECS: dict[str, FaultSpec] = {
         FaultSpec("link_slicer", "link", "required", SlicerParams, "slice data into small pieces"),
         FaultSpec("link_limit_data", "link", "required", LimitDataParams, "close after N bytes"),
         FaultSpec("pop_outage", "pop", "required", FaultParams, "an edge PoP down"),
+        FaultSpec(
+            "pop_withdraw",
+            "pop",
+            "required",
+            FaultParams,
+            "the anycast entry stops announcing a PoP (it keeps running)",
+        ),
         FaultSpec(
             "kill",
             "component",

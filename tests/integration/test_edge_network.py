@@ -145,3 +145,31 @@ async def test_replicas_share_the_load_and_one_can_stop(tmp_path: Path) -> None:
 async def _total_connections(client: httpx.AsyncClient, stack: LocalStack, wanted: int) -> bool:
     counts = [await _connections(client, stack, pop) for pop in stack.topology.pops]
     return sum(counts) == wanted
+
+
+async def test_a_withdrawn_pop_gets_no_new_visitors_but_keeps_serving(tmp_path: Path) -> None:
+    from harness.faults.base import FaultContext, make_fault
+
+    async with (
+        LocalStack(tmp_path / "stack") as stack,
+        httpx.AsyncClient(trust_env=False, timeout=5) as client,
+        FaultProxyClient(stack.faultproxy_url) as faultproxy,
+    ):
+        ctx = FaultContext(stack, faultproxy, stack.api_url, str(stack.admin_token_file))
+        fault = make_fault("pop_withdraw", "ams", {})
+        await fault.inject(ctx)
+        withdrawn = time.monotonic()
+        await eventually(
+            lambda: _only_lands_on(client, stack.anycast_url, "fra"), timeout=10, interval=0.1
+        )
+        assert time.monotonic() - withdrawn >= 0.9, "withdrawal must take the convergence delay"
+        # ams still runs and serves through its own address.
+        direct = await _get(client, stack.visitor_url("ams"))
+        assert direct is not None and direct.status_code == 200
+        await fault.heal(ctx)
+        await eventually(lambda: _lands_on(client, stack.anycast_url, "ams"), timeout=10)
+
+
+async def _only_lands_on(client: httpx.AsyncClient, url: str, pop: str) -> bool:
+    answers = [await _get(client, url) for _ in range(12)]
+    return all(r is not None and r.headers.get("X-Outlast-Pop") == pop for r in answers)
