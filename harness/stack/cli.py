@@ -248,19 +248,24 @@ def status_command(state_dir: Path, output: str) -> None:
         if info.get("pid"):  # containers (compose) have no host pid: keep their recorded state
             info["running"] = _pid_alive(info["pid"])
     serving: dict[str, int | str] = {}
-    for pop, info in data["pops"].items():
+    served_via: dict[str, str] = {}
+    entries = {"anycast": data["visitor_url"]} | {
+        pop: info["visitor_url"] for pop, info in data["pops"].items()
+    }
+    for entry, url in entries.items():
         for tunnel in data["tunnels"]:
+            key = f"{tunnel['hostname']}@{entry}"
             try:
                 r = httpx.get(
-                    f"{info['visitor_url']}/",
-                    headers={"Host": tunnel["hostname"]},
-                    timeout=2.0,
-                    trust_env=False,
+                    f"{url}/", headers={"Host": tunnel["hostname"]}, timeout=2.0, trust_env=False
                 )
-                serving[f"{tunnel['hostname']}@{pop}"] = r.status_code
+                serving[key] = r.status_code
+                if via := r.headers.get("X-Outlast-Tunnel-Pop"):
+                    served_via[key] = via
             except httpx.HTTPError as exc:
-                serving[f"{tunnel['hostname']}@{pop}"] = type(exc).__name__
+                serving[key] = type(exc).__name__
     data["serving"] = serving
+    data["served_via"] = served_via  # the PoP whose tunnel connection answered
     if output == "json":
         click.echo(json.dumps(data, indent=2))
         return
@@ -273,7 +278,8 @@ def status_command(state_dir: Path, output: str) -> None:
             f"  {name:<20} {'running' if info['running'] else 'stopped':<8} pid {info['pid']}"
         )
     for key, status in serving.items():
-        click.echo(f"  visitor {key:<30} {status}")
+        via = f"  (connection at {served_via[key]})" if key in served_via else ""
+        click.echo(f"  visitor {key:<30} {status}{via}")
 
 
 @stack_group.command(name="down")
