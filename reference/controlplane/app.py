@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from reference.broker.auth import BrokerCredential
 from reference.config_signing import PRIVATE_KEY_FILE, load_or_create_signing_key
 from reference.controlplane.api import ControlPlaneApi, failure
 from reference.controlplane.broker_link import BrokerLink
@@ -152,7 +153,9 @@ class ControlPlane:
         broker_backoff_cap: float = 2.0,
         legacy_dns_grace: float = DEFAULT_LEGACY_DNS_GRACE,
         signing_key: Path | None = None,
+        broker_credentials: Path | None = None,
     ) -> None:
+        self.broker_credentials = broker_credentials
         self.data_dir = Path(data_dir)
         self.signing_key = Path(signing_key) if signing_key else self.data_dir / PRIVATE_KEY_FILE
         self.host = host
@@ -190,6 +193,11 @@ class ControlPlane:
                 self.metrics,
                 backoff_cap=self.broker_backoff_cap,
                 signer=signer,
+                credential=(
+                    BrokerCredential.load(self.broker_credentials)
+                    if self.broker_credentials is not None
+                    else None
+                ),
             )
         if self.broker is not None:
             # Connections are only visible through the edges' snapshots (via the broker), so

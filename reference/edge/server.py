@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from reference import defects
+from reference.broker.auth import BrokerCredential
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
 from reference.edge.config_cache import ConfigCache
@@ -93,6 +94,9 @@ class EdgeConfig:
     #: The control plane's configuration public key (PEM): only messages it signed are applied
     #: and cached. Required: an edge without it could be configured by anyone on the broker.
     config_key: Path | None = None
+    #: This PoP's broker username and password (``edge-<pop>``, JSON file, mode 0600); None
+    #: connects anonymously (only an anonymous test broker accepts that).
+    broker_credentials: Path | None = None
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -167,6 +171,11 @@ class EdgeServer:
             cfg.broker[1],
             on_payload=self._on_config_payload,
             snapshot=self.connections.snapshot_entries,
+            credential=(
+                BrokerCredential.load(cfg.broker_credentials)
+                if cfg.broker_credentials is not None
+                else None
+            ),
         )
         persister, sync = self.persister, self.sync
         metrics = EdgeMetrics(
