@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,7 @@ from reference.edge.registration import (
     decide_registration,
 )
 from reference.edge.visitor import VisitorProxy, VisitorSettings
+from reference.http_limits import GuardedSite, SlowClientLimits
 from reference.logs import log_event
 from reference.wire import (
     EdgeTunnel,
@@ -240,7 +242,12 @@ class EdgeServer:
             self.peer_port = await self._serve_http(
                 proxy.peer_application({REGISTRATIONS_PATH: self.board.handle}), cfg.peer_listen
             )
-        self.visitor_port = await self._serve_http(proxy.application(), cfg.visitor_listen)
+        self.visitor_port = await self._serve_http(
+            proxy.application(),
+            cfg.visitor_listen,
+            cfg.visitor.limits,
+            lambda reason: metrics.visitor_slow_clients.labels(reason=reason).inc(),
+        )
         if cfg.metrics_listen is not None:
             self.metrics_port = await self._serve_http(
                 health_application(routes), cfg.metrics_listen
@@ -273,11 +280,23 @@ class EdgeServer:
             config_version=self.cache.version,
         )
 
-    async def _serve_http(self, app: web.Application, address: Address) -> int:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    async def _serve_http(
+        self,
+        app: web.Application,
+        address: Address,
+        limits: SlowClientLimits | None = None,
+        on_limit: Callable[[str], None] = lambda reason: None,
+    ) -> int:
+        """Serve ``app`` on ``address``; with ``limits``, slow clients are bounded."""
+        extra = limits.runner_kwargs() if limits is not None else {}
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, **extra)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, address[0], address[1])
+        site: web.TCPSite = (
+            GuardedSite(runner, address[0], address[1], limits, on_limit)
+            if limits is not None
+            else web.TCPSite(runner, address[0], address[1])
+        )
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
