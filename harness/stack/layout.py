@@ -84,6 +84,11 @@ class StackLayout:
         return self.state_dir / "home"
 
     @property
+    def broker_auth_dir(self) -> Path:
+        """The broker's users file and each client's broker credentials (all mode 0600)."""
+        return self.state_dir / "broker-auth"
+
+    @property
     def origincert(self) -> Path:
         return self.home / "cert.pem"
 

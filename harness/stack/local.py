@@ -27,6 +27,7 @@ from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, PidFile, outlast_argv
 from harness.stack.readiness import wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
+from reference.broker.auth import CONTROLPLANE_USER, edge_username, provision_broker_auth
 from reference.config_signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, load_or_create_signing_key
 from reference.files import atomic_write
 from reference.legacy_tunnel import legacy_tunnel_id
@@ -65,6 +66,8 @@ class LocalStack(StackLayout):
         self.proxies: dict[str, dict[str, str]] = {}
         self.tunnel_ids: dict[str, str] = {}
         self.credentials_files: dict[str, Path] = {}
+        self.broker_credentials: dict[str, Path] = {}
+        """Broker credential file of each client (``controlplane``, ``edge-<pop>``)."""
         self.api_token: str | None = None
         self.account_id: str | None = None
         self.zone_id: str | None = None
@@ -97,6 +100,7 @@ class LocalStack(StackLayout):
             "origincert": str(self.origincert),
             "edge_ca": str(self.edge_ca_file),
             "broker": _addr(self.ports["broker"]),
+            "broker_credentials": {name: str(p) for name, p in self.broker_credentials.items()},
             "origin_url": f"http://{_addr(self.ports['origin'])}",
             "faultproxy": {"url": self.faultproxy_url, "proxies": self.proxies},
             "visitor_url": self.anycast_url,
@@ -248,6 +252,8 @@ class LocalStack(StackLayout):
         self.home.mkdir(mode=0o700, exist_ok=True)
         self._allocate_ports()
         self._write_pki()
+        broker_auth = provision_broker_auth(self.broker_auth_dir, self.topology.pops)
+        self.broker_credentials = broker_auth.credentials
         timeout = self.ready_timeout
 
         if self.external_faultproxy_url is None:
@@ -266,6 +272,8 @@ class LocalStack(StackLayout):
             str(self.state_dir / "broker"),
             "--implementation",
             self.broker_implementation,
+            "--users-file",
+            str(broker_auth.users_file),
         )
         await broker.start()
         if "faultproxy" in self.processes:
@@ -286,6 +294,8 @@ class LocalStack(StackLayout):
             _addr(self.ports["controlplane"]),
             "--broker",
             self.proxy_address("cp-broker"),
+            "--broker-credentials",
+            str(self.broker_credentials[CONTROLPLANE_USER]),
             *(
                 ("--legacy-dns-grace", str(self.legacy_dns_grace))
                 if self.legacy_dns_grace is not None
@@ -373,6 +383,8 @@ class LocalStack(StackLayout):
             _addr(self.ports[f"edge-{pop}-metrics"]),
             "--broker",
             self.proxy_address(f"edge-{pop}-broker"),
+            "--broker-credentials",
+            str(self.broker_credentials[edge_username(pop)]),
             "--api",
             self.proxy_address(f"edge-{pop}-api"),
             "--cache-dir",

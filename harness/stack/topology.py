@@ -128,9 +128,7 @@ class Topology:
         """The regions given, or one per PoP preferring it, then the others in order."""
         if self.regions:
             return self.regions
-        return tuple(
-            Region(pop, (pop, *(p for p in self.pops if p != pop))) for pop in self.pops
-        )
+        return tuple(Region(pop, (pop, *(p for p in self.pops if p != pop))) for pop in self.pops)
 
     @property
     def components(self) -> list[str]:

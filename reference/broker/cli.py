@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from reference.addresses import HostPort
+from reference.broker.auth import BrokerAuthError, BrokerUsers
 from reference.broker.mosquitto import find_mosquitto, run_mosquitto
 from reference.broker.persistence import StateFileError
 from reference.broker.server import EmbeddedBroker
@@ -20,13 +21,15 @@ from reference.logs import configure_logging, log_event
 logger = logging.getLogger("reference.broker.cli")
 
 
-async def run_embedded(host: str, port: int, data_dir: Path, max_queued: int) -> None:
+async def run_embedded(
+    host: str, port: int, data_dir: Path, max_queued: int, users: BrokerUsers | None
+) -> None:
     """Run the embedded broker until SIGTERM or SIGINT, then save and return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    broker = EmbeddedBroker(host, port, data_dir, max_queued=max_queued)
+    broker = EmbeddedBroker(host, port, data_dir, max_queued=max_queued, users=users)
     try:
         await broker.start()
     except OSError as exc:
@@ -67,17 +70,41 @@ async def run_embedded(host: str, port: int, data_dir: Path, max_queued: int) ->
     show_default=True,
     help="QoS 1/2 messages kept per client beyond those in flight; newer ones are dropped.",
 )
+@click.option(
+    "--users-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Broker users (password hashes and ACLs, see docs/broker.md); anonymous clients are "
+    "refused. `outlast stack up` writes one in its state directory.",
+)
+@click.option(
+    "--allow-anonymous",
+    is_flag=True,
+    help="Run without --users-file: anyone who reaches the listener may publish anything. "
+    "For experiments only.",
+)
 @click.option("--log-level", default="info", show_default=True, help="debug, info, warning.")
 def serve_command(
     listen: tuple[str, int],
     data_dir: Path,
     implementation: str,
     max_queued_messages: int,
+    users_file: Path | None,
+    allow_anonymous: bool,
     log_level: str,
 ) -> None:
     """Run the MQTT broker (configuration distribution, connection events) in the foreground."""
     configure_logging("broker", log_level)
     host, port = listen
+    if (users_file is None) == (not allow_anonymous):
+        raise click.UsageError(
+            "give exactly one of --users-file FILE (authenticated clients and ACLs) or "
+            "--allow-anonymous (anyone may publish anything)"
+        )
+    try:
+        users = BrokerUsers.load(users_file) if users_file is not None else None
+    except BrokerAuthError as exc:
+        raise click.ClickException(str(exc)) from None
     data_dir.mkdir(parents=True, exist_ok=True)
     binary = find_mosquitto() if implementation in ("auto", "mosquitto") else None
     if implementation == "mosquitto" and binary is None:
@@ -93,11 +120,14 @@ def serve_command(
             host=host,
             port=port,
             data_dir=str(data_dir),
+            authentication="users file" if users is not None else "anonymous allowed",
         )
         sys.exit(
-            run_mosquitto(binary, host, port, data_dir, max_queued_messages=max_queued_messages)
+            run_mosquitto(
+                binary, host, port, data_dir, max_queued_messages=max_queued_messages, users=users
+            )
         )
     try:
-        asyncio.run(run_embedded(host, port, data_dir, max_queued_messages))
+        asyncio.run(run_embedded(host, port, data_dir, max_queued_messages, users))
     except StateFileError as exc:
         raise click.ClickException(str(exc)) from None

@@ -13,6 +13,7 @@ from collections import deque
 from types import TracebackType
 from typing import TypeVar
 
+from reference.broker.auth import BrokerCredential
 from reference.broker.packets import (
     Connack,
     Connect,
@@ -38,12 +39,23 @@ class RawMqttClient:
         self.writer = writer
         self._decoder = PacketDecoder()
         self._pending: deque[Packet] = deque()
+        self.credential: BrokerCredential | None = None
+        """Username and password :meth:`connect` sends unless told otherwise."""
 
     @classmethod
-    async def open(cls, host: str, port: int, *, timeout: float = 5.0) -> RawMqttClient:
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 5.0,
+        credential: BrokerCredential | None = None,
+    ) -> RawMqttClient:
         """Open the TCP connection (no CONNECT is sent yet)."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        return cls(reader, writer)
+        client = cls(reader, writer)
+        client.credential = credential
+        return client
 
     def send(self, packet: Packet) -> None:
         """Send one packet."""
@@ -85,9 +97,15 @@ class RawMqttClient:
         keepalive: int = 60,
         will: Will | None = None,
         protocol_level: int = 4,
+        username: str | None = None,
+        password: bytes | None = None,
         timeout: float = 5.0,
     ) -> Connack:
-        """Send CONNECT and return the CONNACK."""
+        """Send CONNECT and return the CONNACK (with :attr:`credential` unless ``username``
+        or ``password`` is given)."""
+        if username is None and password is None and self.credential is not None:
+            username = self.credential.username
+            password = self.credential.password.encode()
         self.send(
             Connect(
                 client_id=client_id,
@@ -95,6 +113,8 @@ class RawMqttClient:
                 keepalive=keepalive,
                 will=will,
                 protocol_level=protocol_level,
+                username=username,
+                password=password,
             )
         )
         return await self.expect(Connack, timeout)

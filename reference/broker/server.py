@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from reference.broker.auth import BrokerUser, BrokerUsers
 from reference.broker.packets import (
     DEFAULT_MAX_PACKET_SIZE,
     SUBACK_FAILURE,
@@ -83,6 +84,9 @@ class ClientConnection:
         self.session: Session | None = None
         self.will: Message | None = None
         self.keepalive = 0
+        self.user: BrokerUser | None = None
+        """The authenticated user; None on a broker that allows anonymous clients."""
+        self._denied_publishes = 0
         self._closed_by_server: str | None = None
 
     # ---------------------------------------------------------------- Connection protocol
@@ -217,11 +221,16 @@ class ClientConnection:
                 )
                 return False
             client_id = f"outlast-auto-{uuid.uuid4().hex}"
+        if not self._authenticate(connect):
+            return False
         if connect.will is not None:
             try:
                 validate_topic_name(connect.will.topic)
             except InvalidTopic as exc:
                 raise ProtocolViolation(f"will topic: {exc}") from None
+            if not self._may_publish(connect.will.topic):
+                self._refuse_not_authorized(connect, f"will topic {connect.will.topic!r} denied")
+                return False
             will = connect.will
             self.will = Message(will.topic, will.payload, will.qos, will.retain)
         self.client_id = client_id
@@ -243,6 +252,55 @@ class ClientConnection:
         )
         return True
 
+    def _authenticate(self, connect: Connect) -> bool:
+        """Check username/password when the broker has users; refuse with code 5 if wrong."""
+        users = self.broker.users
+        if users is None:
+            return True
+        self.user = users.authenticate(connect.username, connect.password)
+        if self.user is None:
+            reason = "no username" if connect.username is None else "wrong username or password"
+            self._refuse_not_authorized(connect, reason)
+            return False
+        return True
+
+    def _refuse_not_authorized(self, connect: Connect, reason: str) -> None:
+        self.send(Connack(False, ConnackCode.NOT_AUTHORIZED))
+        log_event(
+            logger,
+            "connection refused: not authorized",
+            level=logging.WARNING,
+            peer=self.peer,
+            client_id=connect.client_id,
+            username=connect.username,
+            reason=reason,
+        )
+
+    def _may_publish(self, topic: str) -> bool:
+        return self.broker.users is None or (self.user is not None and self.user.may_publish(topic))
+
+    def _may_subscribe(self, topic_filter: str) -> bool:
+        return self.broker.users is None or (
+            self.user is not None and self.user.may_subscribe(topic_filter)
+        )
+
+    def _subscribe(self, session: Session, packet: Subscribe) -> tuple[int, ...]:
+        """SUBACK codes: 0x80 for a filter the user may not subscribe to, else the core's."""
+        permitted = [self._may_subscribe(topic_filter) for topic_filter, _ in packet.subscriptions]
+        allowed = [r for r, ok in zip(packet.subscriptions, permitted, strict=True) if ok]
+        granted = iter(self.broker.core.subscribe(session, allowed))
+        denied = [r[0] for r, ok in zip(packet.subscriptions, permitted, strict=True) if not ok]
+        if denied:
+            log_event(
+                logger,
+                "subscription denied by ACL",
+                level=logging.WARNING,
+                client_id=self.client_id,
+                username=self.user.username if self.user else None,
+                filters=denied,
+            )
+        return tuple(next(granted) if ok else SUBACK_FAILURE for ok in permitted)
+
     # ---------------------------------------------------------------- packets
 
     def _handle(self, packet: Packet) -> None:
@@ -261,8 +319,8 @@ class ClientConnection:
         elif isinstance(packet, Pubcomp):
             core.pubcomp(session, packet.packet_id)
         elif isinstance(packet, Subscribe):
-            codes = core.subscribe(session, packet.subscriptions)
-            self.send(Suback(packet.packet_id, tuple(codes)))
+            codes = self._subscribe(session, packet)
+            self.send(Suback(packet.packet_id, codes))
             granted = [
                 (topic_filter, code)
                 for (topic_filter, _), code in zip(packet.subscriptions, codes, strict=True)
@@ -289,6 +347,26 @@ class ClientConnection:
             raise ProtocolViolation(f"PUBLISH: {exc}") from None
         message = Message(packet.topic, packet.payload, packet.qos, packet.retain)
         core = self.broker.core
+        if not self._may_publish(packet.topic):
+            # As mosquitto: dropped, yet acknowledged, so the client is not told what exists.
+            self._denied_publishes += 1
+            if self._denied_publishes in (1, 10, 100) or self._denied_publishes % 1000 == 0:
+                log_event(
+                    logger,
+                    "publish denied by ACL, dropped",
+                    level=logging.WARNING,
+                    client_id=self.client_id,
+                    username=self.user.username if self.user else None,
+                    topic=packet.topic,
+                    denied_total=self._denied_publishes,
+                )
+            if packet.qos == 1:
+                assert packet.packet_id is not None
+                self.send(Puback(packet.packet_id))
+            elif packet.qos == 2:
+                assert packet.packet_id is not None
+                self.send(Pubrec(packet.packet_id))
+            return
         if packet.qos == 0:
             core.publish(message)
         elif packet.qos == 1:
@@ -313,7 +391,10 @@ class EmbeddedBroker:
     """The embedded broker on ``host:port``; ``async with`` starts and stops it.
 
     With ``data_dir`` set, retained messages and persistent sessions are loaded at start and
-    saved (debounced by ``save_interval`` seconds, and at stop) to a file in it.
+    saved (debounced by ``save_interval`` seconds, and at stop) to a file in it. With ``users``
+    set, CONNECT needs a known username and its password (else CONNACK 5, not authorized) and
+    every PUBLISH, will and SUBSCRIBE is checked against that user's ACL; ``users=None`` lets
+    anonymous clients do anything (in-process tests, ``--allow-anonymous``).
     """
 
     def __init__(
@@ -327,8 +408,10 @@ class EmbeddedBroker:
         max_queued: int = DEFAULT_MAX_QUEUED,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        users: BrokerUsers | None = None,
     ) -> None:
         self.host = host
+        self.users = users
         self.requested_port = port
         self.max_packet_size = max_packet_size
         self.connect_timeout = connect_timeout
@@ -367,6 +450,7 @@ class EmbeddedBroker:
             host=self.host,
             port=self.port,
             persistence=str(self.saver.path) if self.saver else None,
+            authentication="users file" if self.users is not None else "anonymous allowed",
         )
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

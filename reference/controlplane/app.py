@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from reference.broker.auth import BrokerCredential
 from reference.config_signing import PRIVATE_KEY_FILE, load_or_create_signing_key
 from reference.controlplane.api import ControlPlaneApi, failure
 from reference.controlplane.broker_link import BrokerLink
@@ -29,9 +30,16 @@ from reference.controlplane.metrics import ControlPlaneMetrics
 from reference.controlplane.routes import ROUTES, V4
 from reference.controlplane.secrets_dir import load_or_create_admin_token, load_or_create_ca
 from reference.controlplane.store import Store
+from reference.http_limits import GuardedSite, SlowClientLimits, body_timeout_middleware
 from reference.logs import log_event
 
 logger = logging.getLogger("outlast.controlplane")
+
+
+def count_slow_client(metrics: ControlPlaneMetrics) -> Callable[[str], None]:
+    """The slow-client hook: count the cut in ``outlast_controlplane_slow_clients_total``."""
+    return lambda reason: metrics.slow_clients.labels(reason=reason).inc()
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNCOUNTED_PATHS = frozenset({"/health", "/metrics"})
@@ -108,9 +116,13 @@ def create_app(
     api: ControlPlaneApi,
     metrics: ControlPlaneMetrics,
     broker: BrokerLink | None = None,
+    limits: SlowClientLimits | None = None,
 ) -> web.Application:
     """The aiohttp application serving the v4 API, ``/health`` and ``/metrics``."""
-    app = web.Application(middlewares=make_middlewares(metrics), client_max_size=MAX_BODY)
+    middlewares = make_middlewares(metrics)
+    if limits is not None:
+        middlewares.append(body_timeout_middleware(limits, count_slow_client(metrics)))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     for spec in ROUTES:
         app.router.add_route(spec.method, spec.path, api.bind(spec))
 
@@ -152,7 +164,11 @@ class ControlPlane:
         broker_backoff_cap: float = 2.0,
         legacy_dns_grace: float = DEFAULT_LEGACY_DNS_GRACE,
         signing_key: Path | None = None,
+        broker_credentials: Path | None = None,
+        limits: SlowClientLimits | None = None,
     ) -> None:
+        self.limits = limits or SlowClientLimits()
+        self.broker_credentials = broker_credentials
         self.data_dir = Path(data_dir)
         self.signing_key = Path(signing_key) if signing_key else self.data_dir / PRIVATE_KEY_FILE
         self.host = host
@@ -190,6 +206,11 @@ class ControlPlane:
                 self.metrics,
                 backoff_cap=self.broker_backoff_cap,
                 signer=signer,
+                credential=(
+                    BrokerCredential.load(self.broker_credentials)
+                    if self.broker_credentials is not None
+                    else None
+                ),
             )
         if self.broker is not None:
             # Connections are only visible through the edges' snapshots (via the broker), so
@@ -213,10 +234,14 @@ class ControlPlane:
             legacy_expiry=self.legacy_expiry,
             signer=signer,
         )
-        app = create_app(api, self.metrics, self.broker)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app = create_app(api, self.metrics, self.broker, self.limits)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, **self.limits.runner_kwargs()
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = GuardedSite(
+            self._runner, self.host, self.port, self.limits, count_slow_client(self.metrics)
+        )
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

@@ -20,6 +20,7 @@ from typing import Any
 import aiomqtt
 
 from reference import config_topics
+from reference.broker.auth import BrokerCredential
 from reference.config_signing import ConfigSigner
 from reference.controlplane.connections import ConnectionView, SnapshotError
 from reference.controlplane.metrics import ControlPlaneMetrics
@@ -69,7 +70,10 @@ class BrokerLink:
         backoff_cap: float = 2.0,
         keepalive: int = 5,
         signer: ConfigSigner | None = None,
+        credential: BrokerCredential | None = None,
     ) -> None:
+        self.credential = credential
+        """Username and password at the broker; None only for an anonymous (test) broker."""
         self.signer = signer
         """Signs every configuration message (edges apply only signed ones); None only in
         tests of the link itself."""
@@ -130,6 +134,8 @@ class BrokerLink:
             self.host,
             self.port,
             identifier=self.client_id,
+            username=self.credential.username if self.credential else None,
+            password=self.credential.password if self.credential else None,
             clean_session=False,
             keepalive=self.keepalive,
             timeout=5.0,

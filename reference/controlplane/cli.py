@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from reference.addresses import HostPort
+from reference.broker.auth import BrokerAuthError, BrokerCredential
 from reference.connector.api_client import ApiClient, ApiError
 from reference.logs import configure_logging
 
@@ -64,6 +65,14 @@ from reference.logs import configure_logging
     "public half written next to it (.pub) for the edges' --config-key. Default: "
     "DATA_DIR/config-signing.key.",
 )
+@click.option(
+    "--broker-credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File with this client's broker username and password (JSON, mode 0600; "
+    "`outlast stack up` writes controlplane.credentials.json). Without it the control plane "
+    "connects anonymously, which a broker run with --users-file refuses.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     data_dir: Path,
@@ -73,6 +82,7 @@ def serve_command(
     broker_backoff_cap: float,
     legacy_dns_grace: float,
     signing_key: Path | None,
+    broker_credentials: Path | None,
     log_level: str,
 ) -> None:
     """Run the control plane (REST API, SQLite, CA, config publisher) in the foreground."""
@@ -88,7 +98,13 @@ def serve_command(
         broker_backoff_cap=broker_backoff_cap,
         legacy_dns_grace=legacy_dns_grace,
         signing_key=signing_key,
+        broker_credentials=broker_credentials,
     )
+    if broker_credentials is not None:
+        try:
+            BrokerCredential.load(broker_credentials)
+        except BrokerAuthError as exc:
+            raise click.ClickException(str(exc)) from None
     asyncio.run(serve_forever(control_plane))
 
 

@@ -21,6 +21,13 @@ class ControlPlaneMetrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self.slow_clients = Counter(
+            "outlast_controlplane_slow_clients",
+            "API connections or requests cut by a slow-client limit, by reason "
+            "(header_timeout, body_timeout, connection_cap).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.broker_connected = Gauge(
             "outlast_controlplane_broker_connected",
             "1 while the control plane holds a session with the MQTT broker.",

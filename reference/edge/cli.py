@@ -40,6 +40,14 @@ Address = tuple[str, int]
 )
 @click.option("--broker", type=HostPort(), required=True, help="MQTT broker, HOST:PORT.")
 @click.option(
+    "--broker-credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File with this PoP's broker username and password (JSON, mode 0600; `outlast stack "
+    "up` writes edge-<pop>.credentials.json). Without it the edge connects anonymously, which "
+    "a broker run with --users-file refuses.",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
@@ -129,6 +137,7 @@ def serve_command(
     visitor_listen: Address,
     dns_listen: Address,
     broker: Address,
+    broker_credentials: Path | None,
     cache_dir: Path,
     tls_cert: Path,
     tls_key: Path,
@@ -159,6 +168,7 @@ def serve_command(
         visitor_listen=visitor_listen,
         dns_listen=dns_listen,
         broker=broker,
+        broker_credentials=broker_credentials,
         cache_dir=cache_dir,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiomqtt
 
+from reference.broker.auth import BrokerCredential
 from reference.config_topics import (
     DNS_FILTER,
     TUNNELS_FILTER,
@@ -67,8 +68,11 @@ class ConfigSync:
         backoff_base: float = 0.2,
         backoff_cap: float = 5.0,
         keepalive: int = 5,
+        credential: BrokerCredential | None = None,
     ) -> None:
         self.pop = pop
+        self.credential = credential
+        """Username and password at the broker (``edge-<pop>``); None: anonymous (tests)."""
         self.broker_host = broker_host
         self.broker_port = broker_port
         self.on_payload = on_payload
@@ -152,6 +156,8 @@ class ConfigSync:
             self.broker_host,
             self.broker_port,
             identifier=f"outlast-edge-{self.pop}",
+            username=self.credential.username if self.credential else None,
+            password=self.credential.password if self.credential else None,
             clean_session=True,
             keepalive=self.keepalive,
             will=will,

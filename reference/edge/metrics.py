@@ -150,6 +150,13 @@ class EdgeMetrics:
             ["peer"],
             registry=self.registry,
         )
+        self.visitor_slow_clients = Counter(
+            "outlast_edge_visitor_slow_clients",
+            "Visitor connections or requests cut by a slow-client limit, by reason "
+            "(header_timeout, body_timeout, connection_cap; see reference/http_limits.py)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveStateCollector(self))
 
     def render(self) -> bytes:

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from reference import defects
+from reference.broker.auth import BrokerCredential
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
 from reference.edge.config_cache import ConfigCache
@@ -44,6 +46,7 @@ from reference.edge.registration import (
     decide_registration,
 )
 from reference.edge.visitor import VisitorProxy, VisitorSettings
+from reference.http_limits import GuardedSite, SlowClientLimits
 from reference.logs import log_event
 from reference.wire import (
     EdgeTunnel,
@@ -93,6 +96,9 @@ class EdgeConfig:
     #: The control plane's configuration public key (PEM): only messages it signed are applied
     #: and cached. Required: an edge without it could be configured by anyone on the broker.
     config_key: Path | None = None
+    #: This PoP's broker username and password (``edge-<pop>``, JSON file, mode 0600); None
+    #: connects anonymously (only an anonymous test broker accepts that).
+    broker_credentials: Path | None = None
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -167,6 +173,11 @@ class EdgeServer:
             cfg.broker[1],
             on_payload=self._on_config_payload,
             snapshot=self.connections.snapshot_entries,
+            credential=(
+                BrokerCredential.load(cfg.broker_credentials)
+                if cfg.broker_credentials is not None
+                else None
+            ),
         )
         persister, sync = self.persister, self.sync
         metrics = EdgeMetrics(
@@ -231,7 +242,12 @@ class EdgeServer:
             self.peer_port = await self._serve_http(
                 proxy.peer_application({REGISTRATIONS_PATH: self.board.handle}), cfg.peer_listen
             )
-        self.visitor_port = await self._serve_http(proxy.application(), cfg.visitor_listen)
+        self.visitor_port = await self._serve_http(
+            proxy.application(),
+            cfg.visitor_listen,
+            cfg.visitor.limits,
+            lambda reason: metrics.visitor_slow_clients.labels(reason=reason).inc(),
+        )
         if cfg.metrics_listen is not None:
             self.metrics_port = await self._serve_http(
                 health_application(routes), cfg.metrics_listen
@@ -264,11 +280,23 @@ class EdgeServer:
             config_version=self.cache.version,
         )
 
-    async def _serve_http(self, app: web.Application, address: Address) -> int:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    async def _serve_http(
+        self,
+        app: web.Application,
+        address: Address,
+        limits: SlowClientLimits | None = None,
+        on_limit: Callable[[str], None] = lambda reason: None,
+    ) -> int:
+        """Serve ``app`` on ``address``; with ``limits``, slow clients are bounded."""
+        extra = limits.runner_kwargs() if limits is not None else {}
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, **extra)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, address[0], address[1])
+        site: web.TCPSite = (
+            GuardedSite(runner, address[0], address[1], limits, on_limit)
+            if limits is not None
+            else web.TCPSite(runner, address[0], address[1])
+        )
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []

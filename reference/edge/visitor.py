@@ -28,7 +28,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from aiohttp import WSMsgType, web
 
@@ -54,6 +54,7 @@ from reference.edge.visitor_errors import (
     VisitorError,
     error_response,
 )
+from reference.http_limits import SlowClientLimits
 from reference.logs import log_event
 from reference.wire import (
     EdgeStream,
@@ -97,6 +98,8 @@ class VisitorSettings:
     replay_limit: int = DEFAULT_REPLAY_LIMIT
     response_timeout: float = 100.0
     max_ws_message: int = 1024 * 1024
+    #: Header, idle and body timeouts and the connection cap of the visitor listener.
+    limits: SlowClientLimits = field(default_factory=SlowClientLimits)
 
 
 class _Route:
@@ -214,7 +217,16 @@ class VisitorProxy:
             and "upgrade" in request.headers.get("Connection", "").lower()
         )
         has_body = request.body_exists and not websocket
-        body = ReplayableBody(request.content, self.settings.replay_limit) if has_body else None
+        body = (
+            ReplayableBody(
+                request.content,
+                self.settings.replay_limit,
+                idle_timeout=self.settings.limits.body_idle_timeout,
+                on_stall=lambda: self._body_stalled(request),
+            )
+            if has_body
+            else None
+        )
         failure: _LocalFailure | None = None
         if self.connections.for_tunnel(tunnel_id):
             served = await self._serve_local(request, host, tunnel_id, websocket, body)
@@ -398,6 +410,12 @@ class VisitorProxy:
                     await pump
             raise
         return status, headers, pump
+
+    def _body_stalled(self, request: web.Request) -> None:
+        """A visitor's body sent nothing for ``body_idle_timeout`` s: count it, cut it."""
+        self.metrics.visitor_slow_clients.labels(reason="body_timeout").inc()
+        if request.transport is not None:
+            request.transport.close()
 
     async def _pump_body(self, stream: EdgeStream, body: ReplayableBody | None) -> None:
         if body is None:

@@ -22,6 +22,8 @@ import pytest
 from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import wait_http, wait_tcp
+from reference.broker.auth import BrokerCredential, BrokerUsers, provision_broker_auth
+from reference.broker.mosquitto import ACL_FILE_NAME, PASSWORD_FILE_NAME, write_auth_files
 
 __all__ = [
     "Bootstrap",
@@ -83,6 +85,7 @@ class ControlPlaneProcess:
         log_path: Path,
         *,
         broker: str | None = None,
+        broker_credentials: Path | None = None,
         tunnel_limit: int | None = None,
     ) -> None:
         self.data_dir = data_dir
@@ -99,6 +102,8 @@ class ControlPlaneProcess:
         ]
         if broker:
             args += ["--broker", broker]
+        if broker_credentials is not None:
+            args += ["--broker-credentials", str(broker_credentials)]
         if tunnel_limit is not None:
             args += ["--tunnel-limit", str(tunnel_limit)]
         self.process = ManagedProcess("controlplane", outlast_argv(*args), log_path)
@@ -241,20 +246,27 @@ def mosquitto_binary() -> str:
 
 
 class MosquittoProcess:
-    """A mosquitto broker on 127.0.0.1 with a generated config (restartable)."""
+    """A mosquitto broker on 127.0.0.1 with a generated config (restartable), anonymous access
+    off: the Outlast users (``controlplane``, ``edge-ams``, ``edge-fra``) and their ACLs."""
 
     def __init__(self, state_dir: Path, *, persistence: bool = True) -> None:
         self.state_dir = state_dir
         self.port = free_port()
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.auth = provision_broker_auth(state_dir / "auth", ["ams", "fra"])
+        write_auth_files(state_dir, BrokerUsers.load(self.auth.users_file))
         config = state_dir / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            "allow_anonymous false\n"
+            f"password_file {state_dir}/{PASSWORD_FILE_NAME}\n"
+            f"acl_file {state_dir}/{ACL_FILE_NAME}\n"
             f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {state_dir}/\n"
             "log_dest stdout\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            # As root mosquitto would switch to `mosquitto`, who cannot read the 0600 files.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.process = ManagedProcess(
             "mosquitto", [mosquitto_binary(), "-c", str(config)], state_dir / "mosquitto.log"
@@ -263,6 +275,12 @@ class MosquittoProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def credentials_file(self, username: str) -> Path:
+        return self.auth.credentials[username]
+
+    def credential(self, username: str) -> BrokerCredential:
+        return BrokerCredential.load(self.auth.credentials[username])
 
     async def start(self) -> None:
         await self.process.start()

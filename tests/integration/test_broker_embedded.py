@@ -185,6 +185,7 @@ async def test_cli_refuses_a_corrupt_state_file_with_a_clear_message(tmp_path: P
             str(data_dir),
             "--implementation",
             "embedded",
+            "--allow-anonymous",
         ),
         tmp_path / "broker.log",
     )
@@ -206,6 +207,7 @@ async def test_cli_reports_a_busy_port(tmp_path: Path, broker: EmbeddedBroker) -
             str(tmp_path / "other"),
             "--implementation",
             "embedded",
+            "--allow-anonymous",
         ),
         tmp_path / "busy.log",
     )

@@ -21,6 +21,14 @@ import pytest
 from harness.stack.ports import free_port
 from harness.stack.process import ManagedProcess, outlast_argv
 from harness.stack.readiness import wait_tcp
+from reference.broker.auth import (
+    CONTROLPLANE_USER,
+    BrokerCredential,
+    BrokerUsers,
+    edge_username,
+    new_user,
+    outlast_users,
+)
 from reference.broker.mosquitto import PERSISTENCE_FILE_NAME, find_mosquitto
 from reference.broker.packets import (
     Connack,
@@ -53,6 +61,18 @@ IMPLEMENTATIONS = [
 ]
 
 
+TESTER = "tester"
+
+
+def write_users_file(path: Path) -> dict[str, BrokerCredential]:
+    """The Outlast users (control plane, edge-ams, edge-fra) plus ``tester``, who may publish
+    and subscribe anything (for the protocol tests); returns every client's credential."""
+    users, credentials = outlast_users(["ams", "fra"])
+    tester, credentials[TESTER] = new_user(TESTER, ["#"], ["#"])
+    BrokerUsers([*users.users.values(), tester]).write(path)
+    return credentials
+
+
 class BrokerProcess:
     """One `outlast serve broker` process, restartable on the same port and data dir."""
 
@@ -60,6 +80,8 @@ class BrokerProcess:
         self.implementation = implementation
         self.port = free_port()
         self.data_dir = tmp_path / "broker-data"
+        self.users_file = tmp_path / "broker-users.json"
+        self.credentials = write_users_file(self.users_file)
         self.process = ManagedProcess(
             f"broker-{implementation}",
             outlast_argv(
@@ -71,6 +93,8 @@ class BrokerProcess:
                 str(self.data_dir),
                 "--implementation",
                 implementation,
+                "--users-file",
+                str(self.users_file),
             ),
             tmp_path / "broker.log",
         )
@@ -91,16 +115,24 @@ class BrokerProcess:
             assert await self.process.stop() == 0, self.process.log_tail()
         await self.start()
 
-    def client(self, identifier: str | None = None, **kwargs: object) -> aiomqtt.Client:
+    def client(
+        self, identifier: str | None = None, *, user: str = TESTER, **kwargs: object
+    ) -> aiomqtt.Client:
+        """An aiomqtt client logged in as ``user`` (``tester`` may do anything)."""
+        credential = self.credentials[user]
         return aiomqtt.Client(
             HOST,
             self.port,
             identifier=identifier or f"t-{uuid.uuid4().hex[:12]}",
+            username=credential.username,
+            password=credential.password,
             **kwargs,  # type: ignore[arg-type]
         )
 
-    async def raw(self) -> RawMqttClient:
-        return await RawMqttClient.open(HOST, self.port)
+    async def raw(self, user: str | None = TESTER) -> RawMqttClient:
+        """A packet-level client whose CONNECT carries ``user``'s credential (None: none)."""
+        credential = self.credentials[user] if user is not None else None
+        return await RawMqttClient.open(HOST, self.port, credential=credential)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -431,3 +463,134 @@ async def test_mosquitto_dies_with_a_killed_wrapper(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGKILL)  # the wrapper only: it cannot forward anything
         await under_test.process.wait(timeout=10)
         assert await wait_all_gone(children) == set(), "mosquitto outlived its wrapper"
+
+
+# ----------------------------------------------------------------------- authentication and ACLs
+
+NOT_AUTHORIZED = 5
+EDGE_AMS, EDGE_FRA = edge_username("ams"), edge_username("fra")
+
+
+async def test_anonymous_and_wrong_password_connects_are_refused(broker: BrokerProcess) -> None:
+    async with await broker.raw(user=None) as anonymous:
+        assert (await anonymous.connect("anon")).return_code == NOT_AUTHORIZED
+        await anonymous.wait_closed_by_broker()
+    async with await broker.raw(user=None) as guesser:
+        connack = await guesser.connect("guess", username=EDGE_AMS, password=b"not-the-password")
+        assert connack.return_code == NOT_AUTHORIZED
+    async with await broker.raw(user=None) as unknown:
+        connack = await unknown.connect("who", username="nobody", password=b"x")
+        assert connack.return_code == NOT_AUTHORIZED
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(HOST, broker.port, identifier="anon-aiomqtt"):
+            pass
+    async with broker.client(user=EDGE_AMS):  # the right password is accepted
+        pass
+
+
+async def test_an_edge_cannot_publish_config_nor_another_pops_topics(
+    broker: BrokerProcess,
+) -> None:
+    """edge-ams's forged config, fra event and fra snapshot never reach a subscriber, and
+    nothing it tried to retain is retained; its own event and snapshot go through."""
+    forged = [
+        ("outlast/v1/tunnels/c1744f8b-faa1-48a4-9e5c-02ac921467fa", True),
+        ("outlast/v1/zones/023e105f4ecef8ad9ca31a8372d0c353", True),
+        ("outlast/v1/dns/023e105f4ecef8ad9ca31a8372d0c353/e1f2", True),
+        ("outlast/v1/events/fra", False),
+        ("outlast/v1/edges/fra/connections", True),
+    ]
+    async with broker.client(user=TESTER) as everything, broker.client(user=EDGE_AMS) as edge:
+        await everything.subscribe("#", qos=1)
+        for topic, retain in forged:
+            await edge.publish(topic, b"forged", qos=1, retain=retain)  # acknowledged, dropped
+            await edge.publish(topic, b"forged-qos0", qos=0)
+        await edge.publish("outlast/v1/edges/ams/connections", b"own snapshot", qos=1)
+        await edge.publish("outlast/v1/events/ams", b"own event", qos=1)
+        received = await receive_until(everything, "outlast/v1/events/ams")
+    assert as_tuples(received) == [("outlast/v1/edges/ams/connections", b"own snapshot", 1, False)]
+    async with broker.client(user=TESTER) as late:
+        await late.subscribe("outlast/v1/#", qos=1)
+        await late.publish("sentinel/late", b"", qos=1)
+        await late.subscribe("sentinel/late", qos=1)
+        await late.publish("sentinel/late", b"", qos=1)
+        assert await receive_until(late, "sentinel/late") == []  # nothing forged was retained
+
+
+async def test_an_edge_reads_configuration_but_not_other_pops_events(
+    broker: BrokerProcess,
+) -> None:
+    """Even subscribed to ``outlast/v1/#`` (refused with 0x80 by the embedded broker; granted
+    and filtered per message by mosquitto), edge-ams gets configuration only."""
+    async with (
+        broker.client(user=EDGE_AMS) as edge,
+        broker.client(user=EDGE_FRA) as other,
+        broker.client(CONTROLPLANE_USER, user=CONTROLPLANE_USER) as cp,
+    ):
+        await edge.subscribe("outlast/v1/#", qos=1)
+        await edge.subscribe("outlast/v1/tunnels/+", qos=1)
+        await cp.subscribe("outlast/v1/events/+", qos=1)
+        await other.publish("outlast/v1/events/fra", b"fra event", qos=1)
+        await cp.publish("outlast/v1/tunnels/t1", b"config", qos=1)
+        await cp.publish("outlast/v1/tunnels/done", b"", qos=1)
+        received = await receive_until(edge, "outlast/v1/tunnels/done")
+        [event] = await receive(cp, 1)
+    assert [(m.topic.value, payload_of(m)) for m in received] == [
+        ("outlast/v1/tunnels/t1", b"config")
+    ]
+    assert (event.topic.value, payload_of(event)) == ("outlast/v1/events/fra", b"fra event")
+
+
+async def test_an_edge_cannot_subscribe_to_another_pops_events(broker: BrokerProcess) -> None:
+    async with await broker.raw(user=EDGE_AMS) as edge:
+        assert (await edge.connect("edge-ams-raw")).return_code == 0
+        edge.send(Subscribe(7, (("outlast/v1/events/fra", 1), ("outlast/v1/zones/+", 1))))
+        suback = await edge.expect(Suback)
+    if broker.implementation == "embedded":
+        assert suback.return_codes == (0x80, 1)
+    else:  # mosquitto 2.0 grants the SUBACK and checks read access on every message
+        assert suback.return_codes[1] == 1
+
+
+async def test_an_edges_will_on_another_pops_topic_never_reaches_a_subscriber(
+    broker: BrokerProcess,
+) -> None:
+    """A will is a publish too: edge-ams may not announce fra offline (embedded: CONNECT
+    refused with 5; mosquitto: accepted, the will dropped when it fires)."""
+    will = Will("outlast/v1/edges/fra/connections", b'{"online": false}', qos=1, retain=True)
+    async with broker.client(user=TESTER) as watcher:
+        await watcher.subscribe([("outlast/v1/edges/+/connections", 1), ("sentinel", 1)])
+        raw = await broker.raw(user=EDGE_AMS)
+        connack = await raw.connect("edge-ams-will", will=will, keepalive=30)
+        assert connack.return_code in (0, NOT_AUTHORIZED)
+        raw.abort()
+        await asyncio.sleep(0.5)
+        await watcher.publish("sentinel", b"", qos=1)
+        assert await receive_until(watcher, "sentinel") == []
+
+
+async def test_a_broker_needs_a_users_file_or_an_explicit_allow_anonymous(
+    tmp_path: Path,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *outlast_argv(
+            "serve",
+            "broker",
+            "--listen",
+            f"{HOST}:{free_port()}",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--implementation",
+            "embedded",
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2
+    assert b"--users-file" in stderr and b"--allow-anonymous" in stderr

@@ -15,6 +15,7 @@ import aiomqtt
 import httpx
 
 from reference import config_topics
+from reference.broker.auth import CONTROLPLANE_USER, BrokerCredential, edge_username
 from reference.config_signing import load_verifier
 from reference.connector.credentials import TunnelCredentials
 from reference.tunnel_auth import derive_verifier
@@ -43,17 +44,17 @@ def unwrap(raw: bytes) -> Any:
 
 
 async def collect(
-    address: str,
+    broker: MosquittoProcess,
     until: Callable[[Seen], bool],
     *,
     filters: tuple[str, ...] = CONFIG_FILTERS,
     timeout: float = 20.0,
 ) -> Seen:
-    """Subscribe to ``filters`` and gather the latest message per topic until ``until(seen)``."""
-    host, _, port = address.rpartition(":")
+    """Subscribe to ``filters`` as edge-ams and gather the latest message per topic until
+    ``until(seen)``."""
     seen: Seen = {}
     try:
-        async with aiomqtt.Client(host, int(port), identifier=f"test-{uuid.uuid4()}") as client:
+        async with mqtt_client(broker, broker.credential(edge_username("ams"))) as client:
             for topic_filter in filters:
                 await client.subscribe(topic_filter, qos=1)
             async with asyncio.timeout(timeout):
@@ -73,9 +74,22 @@ async def collect(
     raise AssertionError("message stream ended")
 
 
-async def publish(address: str, topic: str, payload: dict[str, Any], *, retain: bool) -> None:
-    host, _, port = address.rpartition(":")
-    async with aiomqtt.Client(host, int(port), identifier=f"edge-{uuid.uuid4()}") as client:
+def mqtt_client(broker: MosquittoProcess, credential: BrokerCredential) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        identifier=f"test-{uuid.uuid4()}",
+        username=credential.username,
+        password=credential.password,
+    )
+
+
+async def publish(
+    broker: MosquittoProcess, topic: str, payload: dict[str, Any], *, retain: bool
+) -> None:
+    """Publish as the edge whose event or snapshot topic ``topic`` is."""
+    pop = topic.split("/")[3]
+    async with mqtt_client(broker, broker.credential(edge_username(pop))) as client:
         await client.publish(topic, json.dumps(payload).encode(), qos=1, retain=retain)
 
 
@@ -102,7 +116,12 @@ async def start_stack(
 ) -> tuple[MosquittoProcess, ControlPlaneProcess]:
     broker = MosquittoProcess(tmp_path / "mosquitto", persistence=persistence)
     await broker.start()
-    cp = ControlPlaneProcess(tmp_path / "cp", tmp_path / "cp.log", broker=broker.address)
+    cp = ControlPlaneProcess(
+        tmp_path / "cp",
+        tmp_path / "cp.log",
+        broker=broker.address,
+        broker_credentials=broker.credentials_file(CONTROLPLANE_USER),
+    )
     await cp.start()
     return broker, cp
 
@@ -125,7 +144,7 @@ async def test_retained_config_with_versions_verifier_and_tombstones(tmp_path: P
                 and any(t.startswith(f"outlast/v1/dns/{b.zone_id}/") for t in seen)
             )
 
-        seen = await collect(broker.address, complete)
+        seen = await collect(broker, complete)
         assert all(m["retain"] for m in seen.values())
         # Every configuration message is signed by the control plane's key (issue 21, item 2).
         verifier = load_verifier(cp.data_dir / "config-signing.pub")
@@ -172,7 +191,7 @@ async def test_retained_config_with_versions_verifier_and_tombstones(tmp_path: P
 
         (await b.tunnel("delete", "web")).check()
         gone = await collect(
-            broker.address,
+            broker,
             lambda s: dns_topic in s and s.get(tunnel_topic, {}).get("payload", {}).get("deleted"),
         )
         tombstone = gone[tunnel_topic]["payload"]
@@ -198,7 +217,7 @@ async def test_api_keeps_working_with_broker_down_and_republishes(tmp_path: Path
             await cp.api("POST", path, b.api_token, json={"name": "first", "tunnel_secret": secret})
         ).json()["result"]
         first_topic = config_topics.tunnel_topic(first["id"])
-        await collect(broker.address, lambda s: first_topic in s)
+        await collect(broker, lambda s: first_topic in s)
 
         await broker.stop()
         await eventually(lambda: _broker_state(cp, "disconnected"), "broker disconnect noticed")
@@ -211,9 +230,9 @@ async def test_api_keeps_working_with_broker_down_and_republishes(tmp_path: Path
         assert sorted(t["name"] for t in listed.json()["result"]) == ["first", "second"]
 
         await broker.start()  # no persistence: everything retained before is gone
-        seen = await collect(broker.address, lambda s: {first_topic, second_topic} <= set(s))
+        seen = await collect(broker, lambda s: {first_topic, second_topic} <= set(s))
         assert seen[second_topic]["payload"]["name"] == "second"
-        again = await collect(broker.address, lambda s: {first_topic, second_topic} <= set(s))
+        again = await collect(broker, lambda s: {first_topic, second_topic} <= set(s))
         assert again[first_topic]["retain"] and again[second_topic]["retain"]
         metrics = await cp.metrics_text()
         assert "outlast_controlplane_broker_connects_total 2.0" in metrics
@@ -289,7 +308,7 @@ async def test_events_to_audit_and_snapshots_to_connections(tmp_path: Path) -> N
 
         for pop, indexes in (("ams", [0, 2]), ("fra", [1, 3])):
             await publish(
-                broker.address,
+                broker,
                 config_topics.edge_connections_topic(pop),
                 snapshot(pop, tunnel_id, "c-1", indexes),
                 retain=True,
@@ -313,10 +332,10 @@ async def test_events_to_audit_and_snapshots_to_connections(tmp_path: Path) -> N
 
         conn_id = str(uuid.uuid4())
         registered = event("registered", b, tunnel_id, conn_id)
-        await publish(broker.address, config_topics.events_topic("ams"), registered, retain=False)
-        await publish(broker.address, config_topics.events_topic("ams"), registered, retain=False)
+        await publish(broker, config_topics.events_topic("ams"), registered, retain=False)
+        await publish(broker, config_topics.events_topic("ams"), registered, retain=False)
         await publish(
-            broker.address,
+            broker,
             config_topics.events_topic("ams"),
             event("registered", b, str(uuid.uuid4()), str(uuid.uuid4())),
             retain=False,
@@ -339,7 +358,7 @@ async def test_events_to_audit_and_snapshots_to_connections(tmp_path: Path) -> N
         # Events raised while the control plane is down arrive when it is back.
         await cp.stop()
         await publish(
-            broker.address,
+            broker,
             config_topics.events_topic("ams"),
             event("unregistered", b, tunnel_id, conn_id),
             retain=False,
@@ -352,7 +371,7 @@ async def test_events_to_audit_and_snapshots_to_connections(tmp_path: Path) -> N
         await eventually(four_connections, "snapshots re-applied after restart")
         # The edge's will: fra went offline, so only ams' connections remain.
         await publish(
-            broker.address,
+            broker,
             config_topics.edge_connections_topic("fra"),
             {"pop": "fra", "online": False, "connections": []},
             retain=True,
