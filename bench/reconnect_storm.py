@@ -236,7 +236,12 @@ class VisitorChecker:
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as response:
                 await response.read()
-                return response.status == 200
+                # Served by a connection *at* this PoP: since PoPs forward to each other, a 200
+                # alone would only say that some PoP holds a connection.
+                return (
+                    response.status == 200
+                    and response.headers.get("X-Outlast-Tunnel-Pop", pop) == pop
+                )
         except (aiohttp.ClientError, TimeoutError, OSError):
             await asyncio.sleep(0.05)  # the edge is not listening yet
             return False
