@@ -124,6 +124,12 @@ class ComposeStack(StackLayout):
                 "the compose backend runs exactly one named tunnel (one connector service, plus "
                 "one per extra replica); use the local backend for several or legacy tunnels"
             )
+        if topology.origin is not None:
+            raise StackError(
+                "stack.origin (the user's service) is not supported by the compose backend yet: "
+                "it runs the reference echo origin image only; use the local backend "
+                "(--backend local) for your own service"
+            )
 
     # ----------------------------------------------------------------- paths and endpoints
 
