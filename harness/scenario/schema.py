@@ -548,9 +548,9 @@ class Scenario(StrictModel):
         if stack.origin is not None and not self.traffic.requests:
             errors.append(
                 custom_error(
-                    ("traffic", "requests"),
+                    ("stack", "origin"),
                     "requests",
-                    "stack.origin is the user's service: give traffic.requests (e.g. "
+                    "the user's service needs traffic.requests (e.g. "
                     "- {method: GET, path: /, expect_status: 200}); the echo mix needs the "
                     "reference origin",
                     None,
