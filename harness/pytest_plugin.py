@@ -33,7 +33,7 @@ import dataclasses
 import shutil
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,7 @@ import pytest
 from harness.faultproxy.client import FaultProxyClient
 from harness.journal import History, Journal
 from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
+from harness.scenario.origin import UserRequest
 from harness.stack.local import LocalStack
 from harness.stack.topology import Topology
 from harness.stack.user_origin import UserOrigin
@@ -218,9 +219,15 @@ class Traffic:
         mix: dict[str, float] | None = None,
         seed: int = 0,
         pops: tuple[str, ...] = (),
+        requests: Sequence[UserRequest | Mapping[str, Any]] = (),
     ) -> TrafficResult:
         """Send visitor requests at ``rate``/s for ``seconds`` and judge every answer: through
-        the anycast entry, or round robin over the own addresses of ``pops``."""
+        the anycast entry, or round robin over the own addresses of ``pops``. ``requests`` are
+        the user's (as ``traffic.requests`` in a scenario, e.g. ``{"path": "/health"}``) instead
+        of the echo mix: what a test of your own service (``outlast_origin``) sends."""
+        chosen = [
+            r if isinstance(r, UserRequest) else UserRequest.model_validate(r) for r in requests
+        ]
         self.runs += 1
         path = self.workdir / f"traffic-{self.runs}.jsonl"
         endpoints = self.stack.endpoints
@@ -240,6 +247,7 @@ class Traffic:
                     rate=rate,
                     mix=mix or {"get": 1.0},
                     seed=seed,
+                    requests=chosen,
                 )
                 stop = asyncio.Event()
                 task = asyncio.create_task(probe.run(stop))
