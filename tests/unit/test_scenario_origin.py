@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.scenario import Scenario, ScenarioError, parse_scenario
@@ -108,3 +110,12 @@ def test_one_source_only() -> None:
     assert issue == 'x.yaml:5: stack.origin.url: give either "command" or "url", not both'
     with pytest.raises(ValueError, match="must start with"):
         UserOrigin(url="http://127.0.0.1:1", health="health")
+
+
+def test_the_compose_backend_refuses_a_user_origin(tmp_path: Path) -> None:
+    from harness.stack.base import StackError
+    from harness.stack.compose import ComposeStack
+
+    topology = parse_scenario(GOOD).stack.topology()
+    with pytest.raises(StackError, match=r"stack\.origin .* not supported by the compose backend"):
+        ComposeStack(tmp_path, topology)
