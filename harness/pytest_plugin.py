@@ -13,17 +13,27 @@ asks for them. They are synchronous, so they work in plain and in async tests al
   undone after it (proxies re-enabled, toxics removed, stopped components started).
 * ``outlast_traffic`` (function): a :class:`Traffic` handle — single requests and measured bursts.
 
-Options: ``--outlast-pops ams,fra``, ``--outlast-tunnels N``, ``--outlast-keep-state``.
+* ``outlast_origin`` (session): the service behind the tunnel — ``None`` (the reference echo
+  origin) unless ``--outlast-origin-command``/``--outlast-origin-url`` is given; override it in
+  a ``conftest.py`` to put your own service there::
+
+      @pytest.fixture(scope="session")
+      def outlast_origin():
+          return UserOrigin(command="{python} -m myapp --port {port}", health="/health")
+
+Options: ``--outlast-pops ams,fra``, ``--outlast-tunnels N``, ``--outlast-keep-state``,
+``--outlast-origin-command CMD``, ``--outlast-origin-url URL``, ``--outlast-origin-health PATH``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,8 +44,10 @@ import pytest
 from harness.faultproxy.client import FaultProxyClient
 from harness.journal import History, Journal
 from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
+from harness.scenario.origin import UserRequest
 from harness.stack.local import LocalStack
 from harness.stack.topology import Topology
+from harness.stack.user_origin import UserOrigin
 
 T = TypeVar("T")
 
@@ -207,9 +219,15 @@ class Traffic:
         mix: dict[str, float] | None = None,
         seed: int = 0,
         pops: tuple[str, ...] = (),
+        requests: Sequence[UserRequest | Mapping[str, Any]] = (),
     ) -> TrafficResult:
         """Send visitor requests at ``rate``/s for ``seconds`` and judge every answer: through
-        the anycast entry, or round robin over the own addresses of ``pops``."""
+        the anycast entry, or round robin over the own addresses of ``pops``. ``requests`` are
+        the user's (as ``traffic.requests`` in a scenario, e.g. ``{"path": "/health"}``) instead
+        of the echo mix: what a test of your own service (``outlast_origin``) sends."""
+        chosen = [
+            r if isinstance(r, UserRequest) else UserRequest.model_validate(r) for r in requests
+        ]
         self.runs += 1
         path = self.workdir / f"traffic-{self.runs}.jsonl"
         endpoints = self.stack.endpoints
@@ -229,6 +247,7 @@ class Traffic:
                     rate=rate,
                     mix=mix or {"get": 1.0},
                     seed=seed,
+                    requests=chosen,
                 )
                 stop = asyncio.Event()
                 task = asyncio.create_task(probe.run(stop))
@@ -247,6 +266,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--outlast-pops", default="ams,fra", help="PoPs of the fixture stack")
     group.addoption("--outlast-tunnels", type=int, default=1, help="named tunnels to run")
     group.addoption(
+        "--outlast-origin-command",
+        default=None,
+        help="your service instead of the echo origin, run by /bin/sh ({port} = its port)",
+    )
+    group.addoption("--outlast-origin-url", default=None, help="your running service's URL")
+    group.addoption("--outlast-origin-health", default="/", help="health path of your service")
+    group.addoption(
         "--outlast-keep-state",
         action="store_true",
         help="keep the stack's state directory (logs) after the session",
@@ -254,11 +280,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def outlast_stack(request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+def outlast_origin(request: pytest.FixtureRequest) -> UserOrigin | None:
+    """The service behind the tunnel (``None``: the reference echo origin); see module doc."""
+    config = request.config
+    command = config.getoption("--outlast-origin-command")
+    url = config.getoption("--outlast-origin-url")
+    if command is None and url is None:
+        return None
+    try:
+        return UserOrigin(
+            command=command, url=url, health=str(config.getoption("--outlast-origin-health"))
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(f"--outlast-origin-*: {exc}") from None
+
+
+@pytest.fixture(scope="session")
+def outlast_stack(
+    request: pytest.FixtureRequest, outlast_origin: UserOrigin | None
+) -> Iterator[RunningStack]:
     """A running embedded stack (broker, control plane, edges, origin, fault proxy, connector)."""
     config = request.config
     pops = tuple(p for p in str(config.getoption("--outlast-pops")).split(",") if p)
     topology = Topology.numbered(pops, int(config.getoption("--outlast-tunnels")))
+    if outlast_origin is not None:
+        topology = dataclasses.replace(topology, origin=outlast_origin)
     state_dir = Path(tempfile.mkdtemp(prefix="outlast-stack-"))
     stack = RunningStack(state_dir / "stack", topology)
     try:

@@ -27,6 +27,7 @@ from harness.journal import Journal, TunnelInfo
 from harness.probes.dns import DnsProbe
 from harness.probes.management import ManagementProbe
 from harness.probes.metrics import MetricsProbe, ScrapeTarget
+from harness.probes.user_requests import NOT_AVAILABLE
 from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
 from harness.report.run_dir import RunReport, write_report
 from harness.scenario import Scenario, TimelineEntry, save_scenario
@@ -162,7 +163,11 @@ class ScenarioRun:
             },
             ha_connections=scenario.stack.ha_connections,
             clock_start=scenario.clock.start.isoformat() if scenario.clock else None,
-            meta={"startup_seconds": endpoints.get("startup_seconds")},
+            meta={
+                "startup_seconds": endpoints.get("startup_seconds"),
+                "origin": endpoints.get("origin") or {"kind": "reference"},
+                "integrity": integrity_plan(scenario),
+            },
         )
         async with FaultProxyClient(endpoints["faultproxy"]["url"]) as faultproxy:
             self.fault_ctx = FaultContext(
@@ -250,6 +255,7 @@ class ScenarioRun:
             body_size=traffic.body_size,
             timeout=float(traffic.timeout),
             seed=self.scenario.seed,
+            requests=traffic.requests,
         )
         probes: list[Any] = [self.visitors]
         if traffic.dns_interval:
@@ -368,6 +374,23 @@ OPENS_AFTER_INJECT = frozenset({"token_rollover"})
 link closes connections before the proxy API answers; a restart stops the component at once), so
 everything it disrupts falls inside the window. The exceptions open once ``inject`` is done,
 because checks read their start as "from here on": a rolled token must be refused from then."""
+
+
+def integrity_plan(scenario: Scenario) -> dict[str, Any]:
+    """Which integrity checks the run's traffic can make (the run metadata, for reports)."""
+    requests = scenario.traffic.requests
+    if not requests:
+        return {
+            "traffic": "echo",
+            "applied": ["status", "request_id_echo", "body_digest", "tunnel"],
+            "not_available": {},
+        }
+    applied = ["status", "tunnel"]
+    if any(r.expect_body_contains is not None or r.expect is not None for r in requests):
+        applied.append("body")
+    if any(r.static for r in requests):
+        applied.append("static_digest")
+    return {"traffic": "user", "applied": applied, "not_available": dict(NOT_AVAILABLE)}
 
 
 def wants_management_probe(scenario: Scenario) -> bool:

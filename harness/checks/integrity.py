@@ -1,4 +1,10 @@
-"""``no_corruption``: every response echoed its request id and body digest intact."""
+"""``no_corruption``: every response echoed its request id and body digest intact, and every
+static body of the user's service stayed the same.
+
+What is checked depends on the traffic (the run's ``integrity`` metadata): the reference echo
+origin echoes each request's id and body digest; the user's service echoes nothing, so only
+``static: true`` GETs (a body that must not change) can be verified. With nothing verifiable
+the check is undecided and says why — never a pass."""
 
 from __future__ import annotations
 
@@ -9,18 +15,20 @@ from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.journal.history import History
 
-FLAGS = ("request_id_echo_ok", "digest_ok")
+FLAGS = ("request_id_echo_ok", "digest_ok", "response_digest_ok")
 
 
 @register("no_corruption", CheckParams)
 def no_corruption(history: History, params: CheckParams) -> CheckResult:
-    """No response had a wrong request-id echo or body digest.
+    """No response had a wrong request-id echo, body digest or changed static body.
 
-    Completed requests (``ok`` or ``fail``) carrying ``request_id_echo_ok``/``digest_ok`` are
-    verified; ``info`` requests (no response) are not.
+    Completed requests (``ok`` or ``fail``) carrying ``request_id_echo_ok``/``digest_ok``
+    (echo) or ``response_digest_ok`` (static body) are verified; ``info`` requests (no
+    response) are not.
     """
     name = "no_corruption"
     verified = 0
+    applied: set[str] = set()
     bad: list[dict[str, Any]] = []
     for op in scoped_operations(history, params):
         if op.phase == "info":
@@ -29,6 +37,7 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
         if not flags:
             continue
         verified += 1
+        applied.update(flags)
         broken = sorted(flag for flag, ok in flags.items() if ok is not True)
         if broken:
             bad.append(
@@ -40,8 +49,21 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
                     "failed": broken,
                 }
             )
+    plan = (history.run.meta.get("integrity") if history.run else None) or {}
+    missing = plan.get("not_available") or {}
     data: dict[str, Any] = {"verified": verified, "corrupted": len(bad), "examples": bad[:10]}
+    if plan.get("traffic") == "user":
+        data.update(applied=sorted(applied), not_available=sorted(missing))
     if verified == 0:
+        if plan.get("traffic") == "user":
+            return CheckResult(
+                name,
+                None,
+                "not applicable: the user's service echoes nothing to verify and no request "
+                "is `static: true` (a body that must not change); not available: "
+                + "; ".join(missing.values()),
+                data,
+            )
         return CheckResult(name, None, "no responses carried echo/digest results", data)
     if bad:
         first = bad[0]
@@ -52,4 +74,9 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
             f"{first['f']} {first['hostname']} failed {', '.join(first['failed'])}",
             data,
         )
+    if applied == {"response_digest_ok"}:
+        detail = f"{verified} responses of static paths, bodies unchanged (SHA-256)"
+        if missing:
+            detail += "; not checked: " + "; ".join(missing.values())
+        return CheckResult(name, True, detail, data)
     return CheckResult(name, True, f"{verified} responses, ids and digests all intact", data)

@@ -15,10 +15,13 @@ def no_misroute(history: History, params: CheckParams) -> CheckResult:
     """No visitor response was served by another tunnel or origin than the hostname's.
 
     Looks at completed requests that carry ``served_tunnel`` (tunnel name or id the response
-    names) or ``origin`` with ``expected_origin``; ``info`` requests have no response.
+    names: the echo origin's, or for the user's service the edge's ``X-Outlast-Tunnel-Id``) or
+    ``origin`` with ``expected_origin``; ``info`` requests have no response. With nothing to
+    look at the check is undecided and says so.
     """
     name = "no_misroute"
     verified = 0
+    sources: set[str] = set()
     bad: list[dict[str, Any]] = []
     for op in scoped_operations(history, params):
         if op.phase == "info":
@@ -29,6 +32,7 @@ def no_misroute(history: History, params: CheckParams) -> CheckResult:
         if served is None and (origin is None or expected_origin is None):
             continue
         verified += 1
+        sources.add("edge" if "request" in op.value else "origin echo")
         expected = (history.tunnel_for_hostname(op.hostname) if op.hostname else None) or op.tunnel
         if served is not None and expected is not None:
             accepted = {expected, history.tunnel_id(expected)} - {None}
@@ -54,8 +58,12 @@ def no_misroute(history: History, params: CheckParams) -> CheckResult:
                 }
             )
     data: dict[str, Any] = {"verified": verified, "misrouted": len(bad), "examples": bad[:10]}
+    if "edge" in sources:
+        data["sources"] = sorted(sources)
     if verified == 0:
-        return CheckResult(name, None, "no responses carried routing information", data)
+        return CheckResult(
+            name, None, "not applicable: no responses carried routing information", data
+        )
     if bad:
         first = bad[0]
         return CheckResult(
@@ -65,4 +73,7 @@ def no_misroute(history: History, params: CheckParams) -> CheckResult:
             f"{first['hostname']} served by {first['served']}, expected {first['expected']}",
             data,
         )
-    return CheckResult(name, True, f"{verified} responses, all from the right tunnel", data)
+    named_by = " (as the edge names it)" if sources == {"edge"} else ""
+    return CheckResult(
+        name, True, f"{verified} responses, all from the right tunnel{named_by}", data
+    )

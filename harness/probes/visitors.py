@@ -11,6 +11,9 @@ Every request is an operation in the journal: ``invoke`` then ``ok`` (the right 
 with our request id and body digest), ``fail`` (an error status, a refused connection, a wrong
 answer) or ``info`` (timed out: it may or may not have been served). An edge's own error
 response also records its ``error_code`` (e.g. 1016: the tunnel was deleted).
+
+With ``requests`` (the scenario's ``traffic.requests``, for the user's own service) the probe
+sends those instead of the echo mix, judged as ``harness.probes.user_requests`` says.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 import aiohttp
 
 from harness.journal import Journal
+from harness.probes.user_requests import UserTraffic, function_of
+from harness.scenario.origin import UserRequest
 
 KINDS = ("get", "post", "ws")
 FUNCTION = {"get": "http_get", "post": "http_post", "ws": "ws_roundtrip"}
@@ -59,6 +64,7 @@ class VisitorProbe:
         timeout: float = 5.0,
         seed: int = 0,
         max_in_flight: int = 200,
+        requests: Sequence[UserRequest] = (),
     ) -> None:
         if not entries or not targets:
             raise ValueError("a visitor probe needs at least one entry and one target")
@@ -76,6 +82,8 @@ class VisitorProbe:
         self.tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
         self.outcomes = {"ok": 0, "fail": 0, "info": 0}
+        self.user = UserTraffic(requests, random.Random(seed)) if requests else None
+        self.tunnel_names = {t.tunnel_id: t.tunnel for t in self.targets if t.tunnel_id}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send requests on schedule until ``stop`` is set, then wait for those in flight."""
@@ -88,15 +96,21 @@ class VisitorProbe:
             while not stop.is_set():
                 entry = names[self.sent % len(names)]
                 target = self.targets[(self.sent // len(names)) % len(self.targets)]
-                kind = self.random.choices(self.kinds, self.weights)[0]
-                body = self.random.randbytes(self.body_size) if kind != "get" else b""
+                user = self.user.draw() if self.user else None
+                if user is None:
+                    kind = self.random.choices(self.kinds, self.weights)[0]
+                    body = self.random.randbytes(self.body_size) if kind != "get" else b""
+                    function = FUNCTION[kind]
+                else:
+                    kind, body, function = "user", (user.body or "").encode(), function_of(user)
                 if self.slots.locked():
-                    op = self.journal.invoke("visitor", FUNCTION[kind], self._invoke(entry, target))
+                    op = self.journal.invoke("visitor", function, self._invoke(entry, target))
                     self.journal.complete(op, "fail", error="probe overloaded: too many in flight")
                     self.outcomes["fail"] += 1
                 else:
                     await self.slots.acquire()
-                    task = asyncio.create_task(self._one(session, kind, entry, target, body))
+                    one = self._one(session, kind, entry, target, body, user)
+                    task = asyncio.create_task(one)
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
                 self.sent += 1
@@ -128,13 +142,18 @@ class VisitorProbe:
         entry: str,
         target: VisitorTarget,
         body: bytes,
+        user: UserRequest | None = None,
     ) -> None:
         invoke = self._invoke(entry, target)
-        op = self.journal.invoke("visitor", FUNCTION[kind], invoke)
+        if user is not None:
+            invoke["request"] = user.label()
+        op = self.journal.invoke("visitor", function_of(user) if user else FUNCTION[kind], invoke)
         started = time.monotonic_ns()
         try:
             async with asyncio.timeout(self.timeout):
-                if kind == "ws":
+                if user is not None:
+                    phase, value, error = await self._user(session, user, entry, target, invoke)
+                elif kind == "ws":
                     phase, value, error = await self._ws(session, entry, target, invoke, body)
                 else:
                     phase, value, error = await self._http(
@@ -193,6 +212,60 @@ class VisitorProbe:
             "request_id_echo_ok": echo.get("request_id") == invoke["request_id"],
             "digest_ok": echo.get("body_sha256") == hashlib.sha256(body).hexdigest(),
         }
+
+    async def _user(
+        self,
+        session: aiohttp.ClientSession,
+        request: UserRequest,
+        entry: str,
+        target: VisitorTarget,
+        invoke: dict[str, Any],
+    ) -> tuple[str, dict[str, Any], str | None]:
+        """One of the user's requests, judged by its expectations (``user_requests``)."""
+        assert self.user is not None
+        headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
+        headers.update(request.headers)
+        base = self.entries[entry]
+        if request.ws is not None:
+            url = base.replace("http", "ws", 1) + request.ws
+            answer: str | None = None
+            async with session.ws_connect(url, headers=headers, autoping=True) as ws:
+                response_headers = ws._response.headers
+                if request.send is not None:
+                    await ws.send_str(request.send)
+                if request.expect is not None:
+                    message = await ws.receive()
+                    if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                        data = message.data
+                        answer = data if isinstance(data, str) else bytes(data).decode("replace")
+                await ws.close()
+            phase, value, error = self.user.judge_ws(
+                request, answer, response_headers, self.tunnel_names
+            )
+            value.update(served_by(response_headers))
+        else:
+            body = request.body.encode() if request.body is not None else None
+            async with session.request(
+                request.http_method, base + str(request.path), data=body, headers=headers
+            ) as response:
+                payload = await response.read()
+                phase, value, error = self.user.judge_http(
+                    request,
+                    target.hostname,
+                    response.status,
+                    payload,
+                    response.headers,
+                    self.tunnel_names,
+                )
+                value.update(served_by(response.headers))
+                if response.status >= 500:
+                    value.update(edge_error(payload))
+        served = value.get("served_tunnel")
+        if served is not None and served != target.tunnel:
+            wrong = f"served by {served!r}, expected {target.tunnel!r}"
+            error = f"{error}; {wrong}" if error else wrong
+            phase = "fail"
+        return phase, value, error
 
     async def _ws(
         self,

@@ -15,6 +15,7 @@ from harness.report.tables import (
     budget_text,
     fmt,
     html_table,
+    integrity_text,
     per_pop_rows,
     per_tunnel_rows,
     run_problem,
@@ -232,6 +233,8 @@ def render_html(summary: dict[str, Any], history: History) -> str:
         f"{escape(view_text(sla))}. Latency: "
         f"{escape(latency['method'])} over {latency['count']} successful requests.</p>"
     )
+    if integrity := integrity_text(summary):
+        parts.append(f'<p class="meta">{escape(integrity)}</p>')
     if len(sla["tunnels"]) > 1:
         parts.append("<h2>Per tunnel</h2>")
         parts.append(html_table(PER_TUNNEL_COLUMNS, per_tunnel_rows(sla)))

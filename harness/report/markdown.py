@@ -10,6 +10,7 @@ from harness.report.tables import (
     STATUS_WORD,
     budget_text,
     fmt,
+    integrity_text,
     markdown_table,
     per_pop_rows,
     per_tunnel_rows,
@@ -106,6 +107,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"Availability: {sla['availability_method']}; {view_text(sla)}.",
         "",
     ]
+    if integrity := integrity_text(summary):
+        lines += [integrity, ""]
     if len(sla["tunnels"]) > 1:
         lines += ["### Per tunnel", "", markdown_table(PER_TUNNEL_COLUMNS, per_tunnel_rows(sla))]
     if sla.get("pops"):

@@ -56,7 +56,13 @@ def compute_summary(history: History, scenario: Scenario | None) -> dict[str, An
             }
         )
     end = history.end
+    # Which origin served and which integrity checks its traffic made (journals before these
+    # were recorded have neither, and their summaries stay as they were).
+    extra: dict[str, Any] = {
+        key: run.meta[key] for key in ("origin", "integrity") if run and key in run.meta
+    }
     return {
+        **extra,
         "summary_format": SUMMARY_FORMAT,
         "scenario": run.scenario if run else (scenario.name if scenario else None),
         "description": scenario.summary if scenario else None,

@@ -191,3 +191,16 @@ def sla_table_html(summaries: Sequence[dict[str, Any]], slo: float | None = None
 def sla_table_text(summaries: Sequence[dict[str, Any]], slo: float | None = None) -> str:
     """SLA table across runs for the terminal."""
     return text_table(SLA_COLUMNS, [sla_row(s, slo) for s in summaries])
+
+
+def integrity_text(summary: dict[str, Any]) -> str:
+    """Which integrity checks the run's traffic made, and which it could not (user origin)."""
+    plan = summary.get("integrity") or {}
+    if not plan:
+        return ""
+    origin = (summary.get("origin") or {}).get("kind", "reference")
+    text = f"Integrity ({origin} origin): checked {', '.join(plan.get('applied') or ['nothing'])}"
+    missing = plan.get("not_available") or {}
+    if missing:
+        text += "; not available: " + "; ".join(str(v) for v in missing.values())
+    return text + "."

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.scenario.faults import FAULT_SPECS
+from harness.scenario.origin import OriginSpec, UserRequest
 from harness.scenario.schema import (
     CheckSpec,
     ClockSpec,
@@ -72,6 +73,8 @@ _MODEL_AT: dict[str, type[BaseModel]] = {
     "timeline[]": TimelineEntry,
     "checks[]": CheckSpec,
     "slo": SloSpec,
+    "stack.origin": OriginSpec,
+    "traffic.requests[]": UserRequest,
 }
 
 

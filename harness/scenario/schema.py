@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -24,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from harness.scenario.base import StrictModel, custom_error, raise_errors
 from harness.scenario.durations import (
     Duration,
     clock_offset,
@@ -33,6 +33,7 @@ from harness.scenario.durations import (
     parse_duration,
 )
 from harness.scenario.faults import FAULT_SPECS, FaultKind, FaultParams, FaultSpec
+from harness.scenario.origin import OriginSpec, UserRequest
 
 if TYPE_CHECKING:
     from harness.stack.topology import Topology
@@ -40,27 +41,6 @@ if TYPE_CHECKING:
 TunnelKind = Literal["named", "legacy"]
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 SCENARIO_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-
-
-class StrictModel(BaseModel):
-    """Frozen, no unknown fields, fields by name or alias: every scenario and envelope model."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
-    )
-
-
-def custom_error(
-    loc: tuple[str | int, ...], kind: str, message: str, value: Any
-) -> InitErrorDetails:
-    """One validation error at ``loc``, for :func:`raise_errors`."""
-    return {"type": PydanticCustomError(kind, message), "loc": loc, "input": value}
-
-
-def raise_errors(title: str, errors: list[InitErrorDetails]) -> None:
-    """Raise all ``errors`` at once (a ``ValidationError``), if there are any."""
-    if errors:
-        raise ValidationError.from_exception_data(title, errors)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -140,6 +120,9 @@ class StackSpec(StrictModel):
     zone: str = "example.com"
     ha_connections: int = Field(default=4, ge=1, le=16)
     edge_network: EdgeNetworkSpec = EdgeNetworkSpec()
+    origin: OriginSpec | None = Field(
+        default=None, description="the user's service (default: the reference echo origin)"
+    )
 
     @field_validator("pops")
     @classmethod
@@ -245,6 +228,7 @@ class StackSpec(StrictModel):
             regions=tuple(
                 Region(r.name, r.prefer, r.weight) for r in self.edge_network.regions
             ),
+            origin=self.origin.user_origin() if self.origin else None,
         )
 
 
@@ -286,6 +270,9 @@ class TrafficSpec(StrictModel):
     dns_interval: Duration = Field(default=1.0, description="0 turns DNS probes off")
     metrics_interval: Duration = Field(default=1.0, description="0 turns metrics scrapes off")
     audit_interval: Duration = Field(default=0.0, description="0 turns audit-log reads off")
+    requests: tuple[UserRequest, ...] = Field(
+        default=(), description="the user's requests, round robin by weight (replace mix)"
+    )
 
 
 # -- timeline -----------------------------------------------------------------------------------
@@ -558,6 +545,17 @@ class Scenario(StrictModel):
                             value,
                         )
                     )
+        if stack.origin is not None and not self.traffic.requests:
+            errors.append(
+                custom_error(
+                    ("stack", "origin"),
+                    "requests",
+                    "the user's service needs traffic.requests (e.g. "
+                    "- {method: GET, path: /, expect_status: 200}); the echo mix needs the "
+                    "reference origin",
+                    None,
+                )
+            )
         tunnels = [t.name for t in stack.tunnels]
         for i, check in enumerate(self.checks):
             for key, known in (

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ from harness.stack.layout import remove_secrets
 from harness.stack.local import LocalStack
 from harness.stack.process import PidFile, outlast_argv
 from harness.stack.topology import Topology
+from harness.stack.user_origin import UserOrigin
 
 if TYPE_CHECKING:
     from harness.stack.compose import ComposeStack
@@ -40,11 +43,45 @@ state_dir_option = click.option(
 )
 
 
-def _topology(pops: str, tunnels: int) -> Topology:
+def _topology(
+    pops: str,
+    tunnels: int,
+    origin_command: str | None = None,
+    origin_url: str | None = None,
+    origin_health: str = "/",
+) -> Topology:
     try:
-        return Topology.numbered(tuple(p.strip() for p in pops.split(",") if p.strip()), tunnels)
+        topology = Topology.numbered(
+            tuple(p.strip() for p in pops.split(",") if p.strip()), tunnels
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if origin_command is None and origin_url is None:
+        return topology
+    try:
+        origin = UserOrigin(command=origin_command, url=origin_url, health=origin_health)
+    except ValueError as exc:
+        raise click.UsageError(f"--origin-*: {exc}") from None
+    return dataclasses.replace(topology, origin=origin)
+
+
+def origin_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--origin-command``, ``--origin-url`` and ``--origin-health``."""
+    for option in (
+        click.option(
+            "--origin-health", default="/", show_default=True, help="Health path of the origin."
+        ),
+        click.option(
+            "--origin-url", default=None, help="Your running service (e.g. http://127.0.0.1:8080)."
+        ),
+        click.option(
+            "--origin-command",
+            default=None,
+            help="Your service, run by /bin/sh instead of the echo origin; {port} = its port.",
+        ),
+    ):
+        command = option(command)
+    return command
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -88,6 +125,10 @@ def _print_endpoints(data: dict[str, Any]) -> None:
         click.echo(f"  edge {pop:<4}         visitors {info['visitor_url']}  dns {info['dns']}")
     for tunnel in data["tunnels"]:
         click.echo(f"  tunnel {tunnel['name']:<10} {tunnel['hostname']} -> {tunnel['id']}")
+    origin = data.get("origin") or {}
+    if origin.get("kind", "reference") != "reference":
+        shown = origin.get("command") or origin.get("url") or "ingress rules"
+        click.echo(f"  origin ({origin['kind']})  {shown}")
     first = data["tunnels"][0]
     click.echo(f"try: curl -H 'Host: {first['hostname']}' {data['visitor_url']}/hello")
     click.echo(f"details: {Path(data['state_dir']) / 'stack.json'}")
@@ -112,6 +153,7 @@ def stack_group() -> None:
 )
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C tears the stack down.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for readiness.")
+@origin_options
 def up_command(
     state_dir: Path,
     pops: str,
@@ -120,9 +162,13 @@ def up_command(
     backend: str,
     foreground: bool,
     timeout: float,
+    origin_command: str | None,
+    origin_url: str | None,
+    origin_health: str,
 ) -> None:
     """Start broker, control plane, edges, origin, fault proxy and connectors."""
-    _topology(pops, tunnels)  # validate before starting anything
+    origin = (origin_command, origin_url, origin_health)
+    topology = _topology(pops, tunnels, *origin)  # validate before starting anything
     existing = _read_stack_json(state_dir)
     if existing and _pid_alive(existing.get("supervisor_pid")):
         raise click.ClickException(
@@ -143,9 +189,13 @@ def up_command(
         str(timeout),
         "--backend",
         backend,
+        "--origin-health",
+        origin_health,
+        *(("--origin-command", origin_command) if origin_command is not None else ()),
+        *(("--origin-url", origin_url) if origin_url is not None else ()),
     ]
     if foreground:
-        sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout, backend))
+        sys.exit(_supervise(state_dir, topology, seed, timeout, backend))
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "supervisor.log"
     with open(log, "ab") as log_file:
@@ -181,11 +231,21 @@ def up_command(
 @click.option("--seed", default=0)
 @click.option("--timeout", default=60.0)
 @click.option("--backend", default="local")
+@origin_options
 def supervise_command(
-    state_dir: Path, pops: str, tunnels: int, seed: int, timeout: float, backend: str
+    state_dir: Path,
+    pops: str,
+    tunnels: int,
+    seed: int,
+    timeout: float,
+    backend: str,
+    origin_command: str | None,
+    origin_url: str | None,
+    origin_health: str,
 ) -> None:
     """Own a stack until SIGTERM/SIGINT (started by `stack up`)."""
-    sys.exit(_supervise(state_dir, _topology(pops, tunnels), seed, timeout, backend))
+    topology = _topology(pops, tunnels, origin_command, origin_url, origin_health)
+    sys.exit(_supervise(state_dir, topology, seed, timeout, backend))
 
 
 def _make_stack(

@@ -124,6 +124,12 @@ class ComposeStack(StackLayout):
                 "the compose backend runs exactly one named tunnel (one connector service, plus "
                 "one per extra replica); use the local backend for several or legacy tunnels"
             )
+        if topology.origin is not None:
+            raise StackError(
+                "stack.origin (the user's service) is not supported by the compose backend yet: "
+                "it runs the reference echo origin image only; use the local backend "
+                "(--backend local) for your own service"
+            )
 
     # ----------------------------------------------------------------- paths and endpoints
 
@@ -179,6 +185,9 @@ class ComposeStack(StackLayout):
             # The broker is on an internal network only: this is its in-project address.
             "broker": f"broker:{plan.BROKER_PORT}",
             "origin_url": f"http://{_addr(self.ports['origin'])}",
+            "origin": {"kind": "reference", "url": f"http://{_addr(self.ports['origin'])}"},
+            # The Compose broker still takes anonymous clients (docs/security.md: open).
+            "broker_credentials": {},
             "faultproxy": {
                 "url": self.faultproxy_url,
                 "proxies": {

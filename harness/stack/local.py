@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from harness.faultproxy.locate import FaultProxyChoice, locate_fault_proxy
 from harness.stack.base import StackError
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
 from harness.stack.ports import free_port
-from harness.stack.process import ManagedProcess, PidFile, outlast_argv
+from harness.stack.process import ManagedProcess, PidFile, ProcessExited, outlast_argv
 from harness.stack.readiness import wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
 from reference.broker.auth import CONTROLPLANE_USER, edge_username, provision_broker_auth
@@ -48,6 +49,7 @@ class LocalStack(StackLayout):
         connector_args: tuple[str, ...] = (),
         ready_timeout: float = 30.0,
         legacy_dns_grace: float | None = None,
+        origin_timeout: float | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
@@ -60,6 +62,8 @@ class LocalStack(StackLayout):
         self.external_faultproxy_url = choice.url if choice.kind == "url" else None
         self.connector_args = connector_args
         self.ready_timeout = ready_timeout
+        #: How long a user's origin command may take to answer its health path.
+        self.origin_timeout = origin_timeout or ready_timeout
         self.legacy_dns_grace = legacy_dns_grace
         self.processes: dict[str, ManagedProcess] = {}
         self.ports: dict[str, int] = {}
@@ -101,7 +105,8 @@ class LocalStack(StackLayout):
             "edge_ca": str(self.edge_ca_file),
             "broker": _addr(self.ports["broker"]),
             "broker_credentials": {name: str(p) for name, p in self.broker_credentials.items()},
-            "origin_url": f"http://{_addr(self.ports['origin'])}",
+            "origin_url": self.origin_url,
+            "origin": self.origin_info(),
             "faultproxy": {"url": self.faultproxy_url, "proxies": self.proxies},
             "visitor_url": self.anycast_url,
             "dns": _addr(self.ports["anycast-dns"]),
@@ -302,17 +307,15 @@ class LocalStack(StackLayout):
                 else ()
             ),
         )
-        origin = self._process(
-            "origin", "serve", "origin", "--name", "origin", "--listen", _addr(self.ports["origin"])
-        )
+        origin = self._origin_process()
         edges = [self._edge_process(pop) for pop in self.topology.pops]
-        await asyncio.gather(cp.start(), origin.start(), *(e.start() for e in edges))
+        await asyncio.gather(
+            cp.start(), *([origin.start()] if origin else []), *(e.start() for e in edges)
+        )
         await asyncio.gather(
             wait_tcp(HOST, self.ports["broker"], timeout=timeout, process=broker),
             wait_http(f"{self.api_url}/health", timeout=timeout, process=cp),
-            wait_http(
-                f"http://{_addr(self.ports['origin'])}/health", timeout=timeout, process=origin
-            ),
+            self._wait_origin(origin),
             *(
                 wait_http(
                     f"http://{_addr(self.ports[f'edge-{pop}-metrics'])}/metrics",
@@ -331,6 +334,78 @@ class LocalStack(StackLayout):
         ]
         await asyncio.gather(*(c.start() for c in connectors))
         await asyncio.gather(*(self.wait_serving(t) for t in self.topology.tunnels))
+
+    # ----------------------------------------------------------------- the origin
+
+    @property
+    def origin_url(self) -> str | None:
+        """Where the connector sends requests (``None``: by ingress rules, see
+        :meth:`origin_info`)."""
+        user = self.topology.origin
+        if user is None:
+            return f"http://{_addr(self.ports['origin'])}"
+        return user.service_url(self.ports["origin"])
+
+    def origin_info(self) -> dict[str, Any]:
+        """``stack.json``'s ``origin``: which origin runs, and how it is reached."""
+        user = self.topology.origin
+        if user is None:
+            return {"kind": "reference", "url": self.origin_url}
+        port = self.ports["origin"]
+        info: dict[str, Any] = {"kind": user.kind, "url": self.origin_url, "health": user.health}
+        if user.command is not None:
+            info["command"] = user.shell_command(port)
+        if user.ingress:
+            info["ingress"] = user.ingress_rules(port)
+        return info
+
+    def _origin_process(self) -> ManagedProcess | None:
+        """The reference echo origin, the user's command (``/bin/sh -c``), or nothing."""
+        user = self.topology.origin
+        if user is None:
+            listen = _addr(self.ports["origin"])
+            return self._process(
+                "origin", "serve", "origin", "--name", "origin", "--listen", listen
+            )
+        if user.command is None:
+            return None
+        return self._spawn("origin", ["/bin/sh", "-c", user.shell_command(self.ports["origin"])])
+
+    async def _wait_origin(self, origin: ManagedProcess | None) -> None:
+        """Until the origin answers its health path; a user origin that does not is a
+        :class:`StackError` naming its command (or url) and its last output lines."""
+        user = self.topology.origin
+        if user is None:
+            assert origin is not None
+            url = f"http://{_addr(self.ports['origin'])}/health"
+            await wait_http(url, timeout=self.ready_timeout, process=origin)
+            return
+        base = (
+            user.url.rstrip("/")
+            if user.url is not None
+            else f"http://{_addr(self.ports['origin'])}"
+        )
+        if user.command is None and user.url is None:
+            return  # ingress rules to services the user runs: the tunnel's readiness tells
+        try:
+            await wait_http(
+                base + user.health,
+                timeout=self.origin_timeout,
+                process=origin,
+                expect_status=lambda status: status < 500,
+            )
+        except (TimeoutError, ProcessExited) as exc:
+            if origin is None:
+                raise StackError(f"origin url {user.url} is not answering: {exc}") from None
+            reason = (
+                f"exited with code {origin.returncode}"
+                if not origin.running
+                else f"did not answer {user.health} below 500 within {self.origin_timeout:g} s"
+            )
+            raise StackError(
+                f"origin command {user.command!r} {reason}; last output ({origin.log_path}):\n"
+                f"{origin.log_tail(15) or '(none)'}"
+            ) from None
 
     @property
     def anycast_url(self) -> str:
@@ -422,8 +497,7 @@ class LocalStack(StackLayout):
             str(self.origincert),
             "run",
             *identity,
-            "--url",
-            f"http://{_addr(self.ports['origin'])}",
+            *self._origin_args(),
             "--edge-ca",
             str(self.edge_ca_file),
             "--metrics",
@@ -432,6 +506,18 @@ class LocalStack(StackLayout):
         for pop in self.topology.pops:
             args += ["--edge", self.proxy_address(f"conn-{pop}")]
         return self._process(component, *args, *self.connector_args)
+
+    def _origin_args(self) -> list[str]:
+        """``--url ORIGIN``, or ``--config`` with the user's ingress rules."""
+        url = self.origin_url
+        if url is not None:
+            return ["--url", url]
+        assert self.topology.origin is not None
+        config = self.state_dir / "origin-ingress.yml"
+        if not config.exists():
+            rules = self.topology.origin.ingress_rules(self.ports["origin"])
+            atomic_write(config, yaml.safe_dump({"ingress": rules}, sort_keys=False).encode())
+        return ["--config", str(config)]
 
     async def _populate_proxies(self) -> None:
         plan = self._proxy_plan()
@@ -543,9 +629,16 @@ class LocalStack(StackLayout):
                 timeout=timeout,
                 process=self.processes.get(component),
             )
+        user = self.topology.origin
+        path = user.health if user else "/"
         for url in [*(self.visitor_url(pop) for pop in self.topology.pops), self.anycast_url]:
             await wait_http(
-                f"{url}/", timeout=timeout, process=connector, headers={"Host": tunnel.hostname}
+                url + path,
+                timeout=timeout,
+                process=connector,
+                headers={"Host": tunnel.hostname},
+                # The user's service answers its health path below 500; edge errors are 5xx.
+                expect_status=200 if user is None else (lambda status: status < 500),
             )
 
     # ----------------------------------------------------------------- component control

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -35,10 +36,16 @@ async def wait_http(
     *,
     timeout: float = 15.0,
     process: ManagedProcess | None = None,
-    expect_status: int | None = 200,
+    expect_status: int | Callable[[int], bool] | None = 200,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """Poll ``url`` until it answers (with ``expect_status`` unless None); return the response."""
+    """Poll ``url`` until it answers (with ``expect_status``, a status or a test of it, unless
+    None); return the response."""
+    accept: Callable[[int], bool] = (
+        expect_status
+        if callable(expect_status)
+        else (lambda status: expect_status is None or status == expect_status)
+    )
     deadline = time.monotonic() + timeout
     last: str = "no answer"
     async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
@@ -47,7 +54,7 @@ async def wait_http(
                 process.check_running()
             try:
                 response = await client.get(url, headers=headers)
-                if expect_status is None or response.status_code == expect_status:
+                if accept(response.status_code):
                     return response
                 last = f"status {response.status_code}: {response.text[:200]}"
             except httpx.HTTPError as exc:

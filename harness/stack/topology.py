@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness.stack.user_origin import UserOrigin
+
 TunnelKind = Literal["named", "legacy"]
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -83,6 +85,8 @@ class Topology:
     convergence: float = 1.0
     #: Visitor regions; empty = one region per PoP, preferring it, then the others in order.
     regions: tuple[Region, ...] = ()
+    #: The user's service behind every tunnel (``None``: the reference echo origin).
+    origin: UserOrigin | None = None
 
     def __post_init__(self) -> None:
         if not self.pops:
@@ -138,9 +142,14 @@ class Topology:
             "controlplane",
             *(f"edge-{pop}" for pop in self.pops),
             "anycast",
-            "origin",
+            *(["origin"] if self.has_origin_process else []),
             *(c for t in self.tunnels for c in t.connectors),
         ]
+
+    @property
+    def has_origin_process(self) -> bool:
+        """Whether the stack runs an ``origin`` component (not for a user's running ``url``)."""
+        return self.origin is None or self.origin.runs_process
 
     @property
     def peer_links(self) -> list[str]:

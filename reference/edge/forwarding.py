@@ -173,7 +173,7 @@ class PeerForwarder:
             protocols=(upstream.protocol,) if upstream.protocol else (), autoping=True
         )
         ws.headers[POP_HEADER] = self.pop
-        for name in ("X-Outlast-Tunnel-Pop", "X-Outlast-Connection"):
+        for name in ("X-Outlast-Tunnel-Pop", "X-Outlast-Connection", "X-Outlast-Tunnel-Id"):
             if name in upstream._response.headers:  # aiohttp has no public getter for them
                 ws.headers[name] = upstream._response.headers[name]
         await ws.prepare(request)

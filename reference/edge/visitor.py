@@ -49,6 +49,7 @@ from reference.edge.visitor_errors import (
     POP_HEADER,
     RESPONSE_TIMEOUT,
     TUNNEL_CONNECTION_FAILED,
+    TUNNEL_ID_HEADER,
     TUNNEL_NOT_FOUND,
     TUNNEL_POP_HEADER,
     VisitorError,
@@ -451,6 +452,7 @@ class VisitorProxy:
         response.headers[POP_HEADER] = self.pop
         response.headers[TUNNEL_POP_HEADER] = self.pop
         response.headers[CONNECTION_HEADER] = connection.connection_id
+        response.headers[TUNNEL_ID_HEADER] = connection.tunnel_id
         try:
             await response.prepare(request)
             if request.method != "HEAD":
@@ -495,6 +497,7 @@ class VisitorProxy:
         ws.headers[POP_HEADER] = self.pop
         ws.headers[TUNNEL_POP_HEADER] = self.pop
         ws.headers[CONNECTION_HEADER] = connection.connection_id
+        ws.headers[TUNNEL_ID_HEADER] = connection.tunnel_id
         await ws.prepare(request)
 
         async def visitor_to_tunnel() -> None:

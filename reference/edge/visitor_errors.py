@@ -14,6 +14,8 @@ CONNECTION_HEADER = "X-Outlast-Connection"
 #: The PoP whose tunnel connection carried the request (differs from ``X-Outlast-Pop``, the PoP
 #: the visitor reached, when that PoP forwarded the request to a peer).
 TUNNEL_POP_HEADER = "X-Outlast-Tunnel-Pop"
+#: The tunnel whose connection carried the response (what a visitor's hostname was routed to).
+TUNNEL_ID_HEADER = "X-Outlast-Tunnel-Id"
 
 
 @dataclass(frozen=True)
