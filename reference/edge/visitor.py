@@ -246,6 +246,8 @@ class VisitorProxy:
                     else:
                         response = await self.forwarder.forward_http(request, peer, body)
                 except PeerUnreachable as exc:
+                    # Stop choosing it until its registration poll answers again.
+                    self.peers.mark_unreachable(peer, asyncio.get_running_loop().time())
                     self.metrics.forwarded.labels(peer=peer, outcome="unreachable").inc()
                     log_event(
                         logger,
