@@ -8,7 +8,6 @@ import contextlib
 import ipaddress
 import logging
 import ssl
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -26,11 +25,7 @@ from reference.edge.dns_answers import DnsIdentity
 from reference.edge.dns_server import DnsServer
 from reference.edge.forwarding import PeerForwarder
 from reference.edge.health import Readiness, health_application, health_routes
-from reference.edge.legacy_registration import (
-    DEFAULT_LEGACY_API_TIMEOUT,
-    LegacyRegistrar,
-    unavailable,
-)
+from reference.edge.legacy_registration import DEFAULT_LEGACY_API_TIMEOUT, LegacyRegistrar
 from reference.edge.metrics import EdgeMetrics
 from reference.edge.peers import (
     REGISTRATIONS_PATH,
@@ -38,11 +33,8 @@ from reference.edge.peers import (
     RegistrationBoard,
     RegistrationPoller,
 )
-from reference.edge.registration import (
-    DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER,
-    RegistrationDecision,
-    decide_registration,
-)
+from reference.edge.registrar import Registrar
+from reference.edge.registration import DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER
 from reference.edge.visitor import VisitorProxy, VisitorSettings
 from reference.logs import log_event
 from reference.wire import (
@@ -144,6 +136,12 @@ class EdgeServer:
         self._tunnel_tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._retired: set[str] = set()
+        self.registrar = Registrar(
+            config.pop,
+            lambda: self.cache,
+            self._on_config_payload,
+            unknown_tunnel_retry_after=config.unknown_tunnel_retry_after,
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -176,6 +174,8 @@ class EdgeServer:
             broker_connected=lambda: sync.connected,
         )
         self.metrics = metrics
+        self.registrar.state.metrics = metrics
+        self.registrar.state.broker_connected = lambda: sync.connected
         if cfg.api is not None:
             self.legacy = await self._stack.enter_async_context(
                 LegacyRegistrar(
@@ -185,6 +185,7 @@ class EdgeServer:
                     on_call=lambda kind: metrics.control_plane_calls.labels(kind=kind).inc(),
                 )
             )
+            self.registrar.state.legacy = self.legacy
         self.connections.on_change(sync.snapshot_changed)
         self.connections.on_change(self.board.changed)
         sync_task = asyncio.create_task(sync.run(), name="edge-config-sync")
@@ -278,6 +279,7 @@ class EdgeServer:
         """Close tunnels (telling connectors to retry elsewhere), stop listeners, flush the cache,
         mark this PoP offline at the broker."""
         self._stopping = True
+        self.registrar.state.stopping = True
         await self._stack.aclose()
         for task in list(self._background):
             task.cancel()
@@ -363,96 +365,6 @@ class EdgeServer:
 
     # ---- tunnel connections ------------------------------------------------------------------
 
-    async def _authenticate(
-        self, origin_ip: str, request: RegistrationRequest, nonce: str
-    ) -> RegistrationResponse:
-        fields = {
-            "tunnel_id": request.tunnel_id,
-            "connIndex": request.conn_index,
-            "connector_id": request.connector_id,
-            "attempt": request.attempt,
-            "origin_ip": origin_ip,
-            "location": self.pop,
-        }
-        if self._stopping:
-            self._count_registration("failed", "edge_stopping")
-            return RegistrationResponse.refusal(
-                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
-            )
-        if defects.enabled("edge.registration_needs_broker") and not (
-            self.sync is not None and self.sync.connected
-        ):  # planted defect: the broker on the data path
-            return RegistrationResponse.refusal(
-                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
-            )
-        if request.legacy is not None and self.legacy is not None:
-            decision = await self._decide_legacy(request)
-        else:
-            decision = decide_registration(
-                self.cache,
-                request,
-                nonce,
-                unknown_tunnel_retry_after=self.config.unknown_tunnel_retry_after,
-            )
-            if (
-                decision.accepted
-                and self.legacy is not None
-                and defects.enabled("edge.named_calls_control_plane")
-                and not await self.legacy.confirm_named()
-            ):
-                decision = unavailable()  # planted defect: named registration needs the API
-        if not decision.accepted:
-            self._count_registration("failed", decision.reason)
-            log_event(
-                logger,
-                "registration refused",
-                logging.WARNING,
-                reason=decision.reason,
-                cause=decision.cause,
-                should_retry=decision.should_retry,
-                retry_after=decision.retry_after,
-                **fields,
-            )
-            return RegistrationResponse.refusal(
-                decision.cause or "refused",
-                should_retry=decision.should_retry,
-                retry_after=decision.retry_after,
-            )
-        self._count_registration("ok", "ok")
-        return RegistrationResponse.success(str(uuid.uuid4()), self.pop)
-
-    async def _decide_legacy(self, request: RegistrationRequest) -> RegistrationDecision:
-        """Ask the control plane (synchronously); on success apply the tunnel and DNS record it
-        returns, so this edge routes the hostname at once (other edges get them over MQTT)."""
-        assert self.legacy is not None and request.legacy is not None
-        outcome = await self.legacy.register(request)
-        decision = outcome.decision
-        if decision.reason == "control_plane_unavailable":
-            log_event(
-                logger,
-                "legacy registration: control plane unavailable",
-                logging.WARNING,
-                tunnel_id=request.tunnel_id,
-                hostname=request.legacy.hostname,
-                error=self.legacy.last_error,
-                location=self.pop,
-            )
-            cached = self.cache.tunnel(request.tunnel_id)
-            if (
-                defects.enabled("edge.legacy_from_cache")
-                and cached is not None
-                and cached.kind == "legacy"
-                and not cached.deleted
-            ):
-                return RegistrationDecision.accept()
-        for topic, message in outcome.config:
-            self._on_config_payload(topic, message)
-        return decision
-
-    def _count_registration(self, result: str, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.registrations.labels(result=result, reason=reason).inc()
-
     async def _on_tunnel_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -478,7 +390,7 @@ class EdgeServer:
         origin_ip = str(peer[0]) if isinstance(peer, tuple) else ""
 
         async def authenticate(request: RegistrationRequest, nonce: str) -> RegistrationResponse:
-            return await self._authenticate(origin_ip, request, nonce)
+            return await self.registrar.authenticate(origin_ip, request, nonce)
 
         tunnel = await accept_tunnel(
             reader,
