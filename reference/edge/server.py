@@ -18,6 +18,7 @@ from aiohttp import web
 from reference import defects
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
+from reference.edge.cloudflared_tunnel import accept_cloudflared
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_sync import ConfigSync
 from reference.edge.connections import ConnectionRegistry, LiveConnection, utc_now_iso
@@ -85,6 +86,11 @@ class EdgeConfig:
     #: The control plane's configuration public key (PEM): only messages it signed are applied
     #: and cached. Required: an edge without it could be configured by anyone on the broker.
     config_key: Path | None = None
+    #: Second tunnel listener speaking cloudflared's HTTP/2 transport (docs/cloudflared.md); its
+    #: certificate must name ``h2.cftunnel.com`` (default: ``tls_cert``/``tls_key``).
+    cloudflared_listen: Address | None = None
+    cloudflared_tls_cert: Path | None = None
+    cloudflared_tls_key: Path | None = None
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -128,11 +134,13 @@ class EdgeServer:
         self.dns_port = config.dns_listen[1]
         self.metrics_port = config.metrics_listen[1] if config.metrics_listen else None
         self.peer_port = config.peer_listen[1] if config.peer_listen else None
+        self.cloudflared_port = config.cloudflared_listen[1] if config.cloudflared_listen else None
         self.board = RegistrationBoard(config.pop, self.connections.counts_by_tunnel)
         self.peers = PeerDirectory(tuple(sorted(config.peers)))
         self._stopping = False
         self._stack = contextlib.AsyncExitStack()
         self._tunnel_server: asyncio.Server | None = None
+        self._cloudflared_server: asyncio.Server | None = None
         self._tunnel_tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._retired: set[str] = set()
@@ -248,6 +256,19 @@ class EdgeServer:
         )
         self.tunnel_port = int(self._tunnel_server.sockets[0].getsockname()[1])
         self._stack.push_async_callback(self._stop_tunnels)
+        if cfg.cloudflared_listen is not None:
+            cloudflared_tls = server_tls_context(
+                cfg.cloudflared_tls_cert or cfg.tls_cert, cfg.cloudflared_tls_key or cfg.tls_key
+            )
+            self._cloudflared_server = await asyncio.start_server(
+                self._on_cloudflared_connection,
+                cfg.cloudflared_listen[0],
+                cfg.cloudflared_listen[1],
+                ssl=cloudflared_tls,
+                ssl_handshake_timeout=10.0,
+                limit=2**20,
+            )
+            self.cloudflared_port = int(self._cloudflared_server.sockets[0].getsockname()[1])
         log_event(
             logger,
             "edge started",
@@ -259,6 +280,11 @@ class EdgeServer:
                 f"{cfg.metrics_listen[0]}:{self.metrics_port}" if cfg.metrics_listen else None
             ),
             peer_listen=f"{cfg.peer_listen[0]}:{self.peer_port}" if cfg.peer_listen else None,
+            cloudflared_listen=(
+                f"{cfg.cloudflared_listen[0]}:{self.cloudflared_port}"
+                if cfg.cloudflared_listen
+                else None
+            ),
             peers=",".join(f"{p}={h}:{port}" for p, (h, port) in sorted(cfg.peers.items())),
             broker=f"{cfg.broker[0]}:{cfg.broker[1]}",
             api=f"{cfg.api[0]}:{cfg.api[1]}" if cfg.api else None,
@@ -286,8 +312,9 @@ class EdgeServer:
         log_event(logger, "edge stopped", pop=self.pop)
 
     async def _stop_tunnels(self) -> None:
-        if self._tunnel_server is not None:
-            self._tunnel_server.close()
+        for server in (self._tunnel_server, self._cloudflared_server):
+            if server is not None:
+                server.close()
         closing = [
             self._close_connection(
                 live, RefusalCause.UNAVAILABLE, "edge shutting down", should_retry=True
@@ -366,13 +393,17 @@ class EdgeServer:
     # ---- tunnel connections ------------------------------------------------------------------
 
     async def _on_tunnel_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        cloudflared: bool = False,
     ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tunnel_tasks.add(task)
         try:
-            await self._serve_tunnel_connection(reader, writer)
+            await self._serve_tunnel_connection(reader, writer, cloudflared=cloudflared)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -383,22 +414,42 @@ class EdgeServer:
             if not writer.is_closing():
                 writer.close()
 
-    async def _serve_tunnel_connection(
+    async def _on_cloudflared_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._on_tunnel_connection(reader, writer, cloudflared=True)
+
+    async def _serve_tunnel_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, cloudflared: bool
     ) -> None:
         peer = writer.get_extra_info("peername")
         origin_ip = str(peer[0]) if isinstance(peer, tuple) else ""
 
         async def authenticate(request: RegistrationRequest, nonce: str) -> RegistrationResponse:
+            if cloudflared:  # no challenge on cloudflared's transport: the secret decides
+                return await self.registrar.authenticate(
+                    origin_ip, request, None, transport="cloudflared"
+                )
             return await self.registrar.authenticate(origin_ip, request, nonce)
 
-        tunnel = await accept_tunnel(
-            reader,
-            writer,
-            authenticate=authenticate,
-            heartbeat=self.config.heartbeat,
-            registration_timeout=self.config.registration_timeout,
-        )
+        tunnel: EdgeTunnel | None
+        if cloudflared:
+            tunnel = await accept_cloudflared(
+                reader,
+                writer,
+                authenticate=authenticate,
+                pop=self.pop,
+                heartbeat=self.config.heartbeat,
+                registration_timeout=self.config.registration_timeout,
+            )
+        else:
+            tunnel = await accept_tunnel(
+                reader,
+                writer,
+                authenticate=authenticate,
+                heartbeat=self.config.heartbeat,
+                registration_timeout=self.config.registration_timeout,
+            )
         if tunnel is None:
             return
         request = tunnel.registration
