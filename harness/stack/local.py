@@ -217,7 +217,10 @@ class LocalStack(StackLayout):
         atomic_write(pki / "edge-ca.pem", ca.cert_pem)
         for pop in self.topology.pops:
             leaf = issue_certificate(
-                ca, f"edge-{pop}", dns_names=("localhost", f"edge-{pop}"), ip_addresses=(HOST,)
+                ca,
+                f"edge-{pop}",
+                dns_names=("localhost", f"edge-{pop}", "h2.cftunnel.com"),
+                ip_addresses=(HOST,),
             )
             atomic_write(pki / f"edge-{pop}.pem", leaf.cert_pem)
             atomic_write(pki / f"edge-{pop}.key", leaf.key_pem, mode=0o600)

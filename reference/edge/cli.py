@@ -130,6 +130,25 @@ Address = tuple[str, int]
     "fault-proxy link). Repeatable. Requests for a tunnel with no connection here are "
     "forwarded to a peer that holds one.",
 )
+@click.option(
+    "--cloudflared-listen",
+    type=HostPort(),
+    default=None,
+    help="Second tunnel listener speaking cloudflared's own HTTP/2 transport, HOST:PORT "
+    "(docs/cloudflared.md). Its certificate must name h2.cftunnel.com.",
+)
+@click.option(
+    "--cloudflared-tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate for --cloudflared-listen (default: --tls-cert).",
+)
+@click.option(
+    "--cloudflared-tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM key for --cloudflared-listen (default: --tls-key).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     pop: str,
@@ -150,6 +169,9 @@ def serve_command(
     legacy_api_timeout: float,
     peer_listen: Address | None,
     peers: tuple[str, ...],
+    cloudflared_listen: Address | None,
+    cloudflared_tls_cert: Path | None,
+    cloudflared_tls_key: Path | None,
     log_level: str,
 ) -> None:
     """Run an edge PoP: authenticates tunnel registrations from its local configuration cache,
@@ -181,6 +203,9 @@ def serve_command(
         peer_listen=peer_listen,
         peers=peer_addresses,
         replicas_share_indexes=defects.enabled("edge.replicas_share_indexes"),
+        cloudflared_listen=cloudflared_listen,
+        cloudflared_tls_cert=cloudflared_tls_cert,
+        cloudflared_tls_key=cloudflared_tls_key,
     )
     try:
         asyncio.run(_run(config))

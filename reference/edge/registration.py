@@ -80,11 +80,12 @@ class RegistrationDecision:
 def decide_registration(
     cache: TunnelLookup,
     request: RegistrationRequest,
-    nonce: str,
+    nonce: str | None,
     *,
     unknown_tunnel_retry_after: float = DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER,
 ) -> RegistrationDecision:
-    """Decide a named-tunnel registration from the cache alone."""
+    """Decide a named-tunnel registration from the cache alone. ``nonce`` is None for a
+    transport without a challenge (cloudflared's): the secret must then match, no proof."""
     if request.legacy is not None:
         return RegistrationDecision.refuse(
             "legacy_unsupported", LEGACY_UNSUPPORTED_CAUSE, should_retry=False
@@ -118,13 +119,15 @@ def decide_registration(
     return RegistrationDecision.accept()
 
 
-def _proof_ok(tunnel: TunnelConfig, request: RegistrationRequest, nonce: str) -> bool:
+def _proof_ok(tunnel: TunnelConfig, request: RegistrationRequest, nonce: str | None) -> bool:
     try:
         secret = base64.b64decode(request.tunnel_secret, validate=True)
     except (binascii.Error, ValueError):
         return False
     if not secret_matches(secret, request.tunnel_id, tunnel.verifier):
         return False
+    if nonce is None:
+        return True
     try:
         return verify_proof(
             tunnel.verifier,

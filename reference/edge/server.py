@@ -8,7 +8,6 @@ import contextlib
 import ipaddress
 import logging
 import ssl
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from reference import defects
 from reference.broker.auth import BrokerCredential
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
+from reference.edge.cloudflared_tunnel import accept_cloudflared
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_sync import ConfigSync
 from reference.edge.connections import ConnectionRegistry, LiveConnection, utc_now_iso
@@ -28,11 +28,7 @@ from reference.edge.dns_answers import DnsIdentity
 from reference.edge.dns_server import DnsServer
 from reference.edge.forwarding import PeerForwarder
 from reference.edge.health import Readiness, health_application, health_routes
-from reference.edge.legacy_registration import (
-    DEFAULT_LEGACY_API_TIMEOUT,
-    LegacyRegistrar,
-    unavailable,
-)
+from reference.edge.legacy_registration import DEFAULT_LEGACY_API_TIMEOUT, LegacyRegistrar
 from reference.edge.metrics import EdgeMetrics
 from reference.edge.peers import (
     REGISTRATIONS_PATH,
@@ -40,11 +36,8 @@ from reference.edge.peers import (
     RegistrationBoard,
     RegistrationPoller,
 )
-from reference.edge.registration import (
-    DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER,
-    RegistrationDecision,
-    decide_registration,
-)
+from reference.edge.registrar import Registrar
+from reference.edge.registration import DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER
 from reference.edge.visitor import VisitorProxy, VisitorSettings
 from reference.http_limits import GuardedSite, SlowClientLimits
 from reference.logs import log_event
@@ -99,6 +92,11 @@ class EdgeConfig:
     #: This PoP's broker username and password (``edge-<pop>``, JSON file, mode 0600); None
     #: connects anonymously (only an anonymous test broker accepts that).
     broker_credentials: Path | None = None
+    #: Second tunnel listener speaking cloudflared's HTTP/2 transport (docs/cloudflared.md); its
+    #: certificate must name ``h2.cftunnel.com`` (default: ``tls_cert``/``tls_key``).
+    cloudflared_listen: Address | None = None
+    cloudflared_tls_cert: Path | None = None
+    cloudflared_tls_key: Path | None = None
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -142,14 +140,22 @@ class EdgeServer:
         self.dns_port = config.dns_listen[1]
         self.metrics_port = config.metrics_listen[1] if config.metrics_listen else None
         self.peer_port = config.peer_listen[1] if config.peer_listen else None
+        self.cloudflared_port = config.cloudflared_listen[1] if config.cloudflared_listen else None
         self.board = RegistrationBoard(config.pop, self.connections.counts_by_tunnel)
         self.peers = PeerDirectory(tuple(sorted(config.peers)))
         self._stopping = False
         self._stack = contextlib.AsyncExitStack()
         self._tunnel_server: asyncio.Server | None = None
+        self._cloudflared_server: asyncio.Server | None = None
         self._tunnel_tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._retired: set[str] = set()
+        self.registrar = Registrar(
+            config.pop,
+            lambda: self.cache,
+            self._on_config_payload,
+            unknown_tunnel_retry_after=config.unknown_tunnel_retry_after,
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -187,6 +193,8 @@ class EdgeServer:
             broker_connected=lambda: sync.connected,
         )
         self.metrics = metrics
+        self.registrar.state.metrics = metrics
+        self.registrar.state.broker_connected = lambda: sync.connected
         if cfg.api is not None:
             self.legacy = await self._stack.enter_async_context(
                 LegacyRegistrar(
@@ -196,6 +204,7 @@ class EdgeServer:
                     on_call=lambda kind: metrics.control_plane_calls.labels(kind=kind).inc(),
                 )
             )
+            self.registrar.state.legacy = self.legacy
         self.connections.on_change(sync.snapshot_changed)
         self.connections.on_change(self.board.changed)
         sync_task = asyncio.create_task(sync.run(), name="edge-config-sync")
@@ -263,6 +272,19 @@ class EdgeServer:
         )
         self.tunnel_port = int(self._tunnel_server.sockets[0].getsockname()[1])
         self._stack.push_async_callback(self._stop_tunnels)
+        if cfg.cloudflared_listen is not None:
+            cloudflared_tls = server_tls_context(
+                cfg.cloudflared_tls_cert or cfg.tls_cert, cfg.cloudflared_tls_key or cfg.tls_key
+            )
+            self._cloudflared_server = await asyncio.start_server(
+                self._on_cloudflared_connection,
+                cfg.cloudflared_listen[0],
+                cfg.cloudflared_listen[1],
+                ssl=cloudflared_tls,
+                ssl_handshake_timeout=10.0,
+                limit=2**20,
+            )
+            self.cloudflared_port = int(self._cloudflared_server.sockets[0].getsockname()[1])
         log_event(
             logger,
             "edge started",
@@ -274,6 +296,11 @@ class EdgeServer:
                 f"{cfg.metrics_listen[0]}:{self.metrics_port}" if cfg.metrics_listen else None
             ),
             peer_listen=f"{cfg.peer_listen[0]}:{self.peer_port}" if cfg.peer_listen else None,
+            cloudflared_listen=(
+                f"{cfg.cloudflared_listen[0]}:{self.cloudflared_port}"
+                if cfg.cloudflared_listen
+                else None
+            ),
             peers=",".join(f"{p}={h}:{port}" for p, (h, port) in sorted(cfg.peers.items())),
             broker=f"{cfg.broker[0]}:{cfg.broker[1]}",
             api=f"{cfg.api[0]}:{cfg.api[1]}" if cfg.api else None,
@@ -306,14 +333,16 @@ class EdgeServer:
         """Close tunnels (telling connectors to retry elsewhere), stop listeners, flush the cache,
         mark this PoP offline at the broker."""
         self._stopping = True
+        self.registrar.state.stopping = True
         await self._stack.aclose()
         for task in list(self._background):
             task.cancel()
         log_event(logger, "edge stopped", pop=self.pop)
 
     async def _stop_tunnels(self) -> None:
-        if self._tunnel_server is not None:
-            self._tunnel_server.close()
+        for server in (self._tunnel_server, self._cloudflared_server):
+            if server is not None:
+                server.close()
         closing = [
             self._close_connection(
                 live, RefusalCause.UNAVAILABLE, "edge shutting down", should_retry=True
@@ -391,104 +420,18 @@ class EdgeServer:
 
     # ---- tunnel connections ------------------------------------------------------------------
 
-    async def _authenticate(
-        self, origin_ip: str, request: RegistrationRequest, nonce: str
-    ) -> RegistrationResponse:
-        fields = {
-            "tunnel_id": request.tunnel_id,
-            "connIndex": request.conn_index,
-            "connector_id": request.connector_id,
-            "attempt": request.attempt,
-            "origin_ip": origin_ip,
-            "location": self.pop,
-        }
-        if self._stopping:
-            self._count_registration("failed", "edge_stopping")
-            return RegistrationResponse.refusal(
-                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
-            )
-        if defects.enabled("edge.registration_needs_broker") and not (
-            self.sync is not None and self.sync.connected
-        ):  # planted defect: the broker on the data path
-            return RegistrationResponse.refusal(
-                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
-            )
-        if request.legacy is not None and self.legacy is not None:
-            decision = await self._decide_legacy(request)
-        else:
-            decision = decide_registration(
-                self.cache,
-                request,
-                nonce,
-                unknown_tunnel_retry_after=self.config.unknown_tunnel_retry_after,
-            )
-            if (
-                decision.accepted
-                and self.legacy is not None
-                and defects.enabled("edge.named_calls_control_plane")
-                and not await self.legacy.confirm_named()
-            ):
-                decision = unavailable()  # planted defect: named registration needs the API
-        if not decision.accepted:
-            self._count_registration("failed", decision.reason)
-            log_event(
-                logger,
-                "registration refused",
-                logging.WARNING,
-                reason=decision.reason,
-                cause=decision.cause,
-                should_retry=decision.should_retry,
-                retry_after=decision.retry_after,
-                **fields,
-            )
-            return RegistrationResponse.refusal(
-                decision.cause or "refused",
-                should_retry=decision.should_retry,
-                retry_after=decision.retry_after,
-            )
-        self._count_registration("ok", "ok")
-        return RegistrationResponse.success(str(uuid.uuid4()), self.pop)
-
-    async def _decide_legacy(self, request: RegistrationRequest) -> RegistrationDecision:
-        """Ask the control plane (synchronously); on success apply the tunnel and DNS record it
-        returns, so this edge routes the hostname at once (other edges get them over MQTT)."""
-        assert self.legacy is not None and request.legacy is not None
-        outcome = await self.legacy.register(request)
-        decision = outcome.decision
-        if decision.reason == "control_plane_unavailable":
-            log_event(
-                logger,
-                "legacy registration: control plane unavailable",
-                logging.WARNING,
-                tunnel_id=request.tunnel_id,
-                hostname=request.legacy.hostname,
-                error=self.legacy.last_error,
-                location=self.pop,
-            )
-            cached = self.cache.tunnel(request.tunnel_id)
-            if (
-                defects.enabled("edge.legacy_from_cache")
-                and cached is not None
-                and cached.kind == "legacy"
-                and not cached.deleted
-            ):
-                return RegistrationDecision.accept()
-        for topic, message in outcome.config:
-            self._on_config_payload(topic, message)
-        return decision
-
-    def _count_registration(self, result: str, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.registrations.labels(result=result, reason=reason).inc()
-
     async def _on_tunnel_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        cloudflared: bool = False,
     ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tunnel_tasks.add(task)
         try:
-            await self._serve_tunnel_connection(reader, writer)
+            await self._serve_tunnel_connection(reader, writer, cloudflared=cloudflared)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -499,22 +442,42 @@ class EdgeServer:
             if not writer.is_closing():
                 writer.close()
 
-    async def _serve_tunnel_connection(
+    async def _on_cloudflared_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._on_tunnel_connection(reader, writer, cloudflared=True)
+
+    async def _serve_tunnel_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, cloudflared: bool
     ) -> None:
         peer = writer.get_extra_info("peername")
         origin_ip = str(peer[0]) if isinstance(peer, tuple) else ""
 
         async def authenticate(request: RegistrationRequest, nonce: str) -> RegistrationResponse:
-            return await self._authenticate(origin_ip, request, nonce)
+            if cloudflared:  # no challenge on cloudflared's transport: the secret decides
+                return await self.registrar.authenticate(
+                    origin_ip, request, None, transport="cloudflared"
+                )
+            return await self.registrar.authenticate(origin_ip, request, nonce)
 
-        tunnel = await accept_tunnel(
-            reader,
-            writer,
-            authenticate=authenticate,
-            heartbeat=self.config.heartbeat,
-            registration_timeout=self.config.registration_timeout,
-        )
+        tunnel: EdgeTunnel | None
+        if cloudflared:
+            tunnel = await accept_cloudflared(
+                reader,
+                writer,
+                authenticate=authenticate,
+                pop=self.pop,
+                heartbeat=self.config.heartbeat,
+                registration_timeout=self.config.registration_timeout,
+            )
+        else:
+            tunnel = await accept_tunnel(
+                reader,
+                writer,
+                authenticate=authenticate,
+                heartbeat=self.config.heartbeat,
+                registration_timeout=self.config.registration_timeout,
+            )
         if tunnel is None:
             return
         request = tunnel.registration

@@ -38,6 +38,11 @@ NO_ACTIVE_CONNECTION = VisitorError(530, 1033)
 TUNNEL_CONNECTION_FAILED = VisitorError(502, 1035)
 #: The connector did not start a response within the response timeout.
 RESPONSE_TIMEOUT = VisitorError(524, 1036)
+#: cloudflared answered itself: it could not reach the origin service (response meta
+#: ``src: cloudflared``).
+ORIGIN_UNREACHABLE = VisitorError(502, 1037)
+#: cloudflared refused the request: too many active flows (``flow_rate_limited``).
+ORIGIN_FLOW_LIMITED = VisitorError(530, 1038)
 #: The request has no Host header.
 MISSING_HOST = VisitorError(400, 1000)
 
