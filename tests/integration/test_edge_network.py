@@ -97,12 +97,19 @@ async def test_anycast_withdraws_a_killed_pop_after_the_convergence_delay(tmp_pa
         assert fra_only_since is not None, "the anycast entry never stopped sending visitors to ams"
         # Withdrawal takes the convergence delay (1 s) plus a failed health check; margins for CI.
         assert fra_only_since < 1.0 + 3.0, fra_only_since
-        pops = (await client.get(f"{stack.anycast_control_url}/pops")).json()
-        ams = next(p for p in pops["pops"] if p["name"] == "ams")
-        assert ams["routed"] is False
+        await eventually(lambda: _routed(client, stack, "ams", False), timeout=4, interval=0.1)
+        assert all(
+            r and r.headers["X-Outlast-Pop"] == "fra"
+            for r in [await _get(client, entry) for _ in range(20)]
+        )
         # Back after a restart (plus the announce delay).
         await stack.start("edge-ams")
         await eventually(lambda: _lands_on(client, entry, "ams"), timeout=15, interval=0.1)
+
+
+async def _routed(client: httpx.AsyncClient, stack: LocalStack, pop: str, routed: bool) -> bool:
+    pops = (await client.get(f"{stack.anycast_control_url}/pops")).json()["pops"]
+    return next(p for p in pops if p["name"] == pop)["routed"] is routed
 
 
 async def _lands_on(client: httpx.AsyncClient, url: str, pop: str) -> bool:
