@@ -165,19 +165,27 @@ class RegistrationBoard:
         self.version = 0
         self._counts = counts
         self._changed = asyncio.Event()
+        self._closed = False
+
+    def close(self) -> None:
+        """Answer every waiting long poll now and the later ones at once (the PoP is stopping:
+        its peer listener must not wait for polls to time out)."""
+        self._closed = True
+        self._changed.set()
 
     def changed(self) -> None:
         """Call after every registration or unregistration."""
         self.version += 1
         self._changed.set()
-        self._changed = asyncio.Event()
+        if not self._closed:
+            self._changed = asyncio.Event()
 
     def summary(self) -> RegistrationSummary:
         return RegistrationSummary(self.pop, self.epoch, self.version, self._counts())
 
     async def wait_newer(self, epoch: str | None, version: int, wait: float) -> None:
         """Return when the summary is newer than ``(epoch, version)``, or after ``wait`` s."""
-        if epoch != self.epoch or self.version > version:
+        if epoch != self.epoch or self.version > version or self._closed:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):

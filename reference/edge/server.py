@@ -251,6 +251,8 @@ class EdgeServer:
             self.peer_port = await self._serve_http(
                 proxy.peer_application({REGISTRATIONS_PATH: self.board.handle}), cfg.peer_listen
             )
+            # Runs before the listener's cleanup (LIFO): release the peers' long polls.
+            self._stack.callback(self.board.close)
         self.visitor_port = await self._serve_http(
             proxy.application(),
             cfg.visitor_listen,

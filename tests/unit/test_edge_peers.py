@@ -86,3 +86,12 @@ async def test_the_board_long_poll_answers_on_change_or_after_the_wait() -> None
     started = loop.time()
     await board.wait_newer("another-epoch", board.version, wait=5.0)  # restarted peer: at once
     assert loop.time() - started < 0.5
+
+
+async def test_closing_the_board_releases_waiting_polls_at_once() -> None:
+    board = RegistrationBoard("ams", dict)
+    waiter = asyncio.create_task(board.wait_newer(board.epoch, board.version, wait=30.0))
+    await asyncio.sleep(0.05)
+    board.close()
+    await asyncio.wait_for(waiter, 1.0)  # not the 30 s wait
+    await asyncio.wait_for(board.wait_newer(board.epoch, board.version, wait=30.0), 1.0)
