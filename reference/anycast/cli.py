@@ -11,6 +11,7 @@ import signal
 import click
 
 from reference.addresses import HostPort, parse_hostport
+from reference.anycast.relay import DEFAULT_SYN_RETRIES
 from reference.anycast.routing import Region
 from reference.anycast.server import AnycastConfig, AnycastServer, PopEndpoint
 from reference.logs import configure_logging, log_event
@@ -180,6 +181,14 @@ def _seconds(minimum: float, *, open_min: bool = False) -> click.FloatRange:
     help="A health check without an answer this long fails (a paused PoP).",
 )
 @click.option(
+    "--syn-retries",
+    type=click.IntRange(0, 6),
+    default=DEFAULT_SYN_RETRIES,
+    show_default=True,
+    help="Times a visitor connection whose PoP did not answer is dialled again, as the "
+    "visitor's TCP retransmits its SYN (after 1 s, then 2 s, ...); 0 resets it at once.",
+)
+@click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the region draw per connection."
 )
 @click.option("--log-level", default="INFO", show_default=True)
@@ -193,6 +202,7 @@ def serve_command(
     announce_delay: float | None,
     health_interval: float,
     health_timeout: float,
+    syn_retries: int,
     seed: int,
     log_level: str,
 ) -> None:
@@ -210,6 +220,7 @@ def serve_command(
         announce_delay=announce_delay,
         health_interval=health_interval,
         health_timeout=health_timeout,
+        syn_retries=syn_retries,
         seed=seed,
     )
     try:

@@ -65,8 +65,16 @@ class AnycastMetrics:
             ["pop"],
             registry=self.registry,
         )
+        self.syn_retransmissions = Counter(
+            "anycast_syn_retransmissions",
+            "Dials tried again after a visitor's SYN retransmission timeout (the first PoP "
+            "chosen was down or no PoP was routed)",
+            ["kind"],
+            registry=self.registry,
+        )
         for kind in ("visitor", "dns_udp", "dns_tcp"):
             self.unroutable.labels(kind=kind)
+            self.syn_retransmissions.labels(kind=kind)
         for pop in pops:
             self.dial_failures.labels(pop=pop)
             for change in ("withdrawn", "announced"):

@@ -2,8 +2,13 @@
 the PoP the router chooses, like a router forwarding packets. The relay never parses HTTP, so a
 keep-alive connection or a WebSocket stays with the PoP that took its first byte.
 
-A router does not retry: when the chosen PoP refuses, the dial counts as a failed health
-observation and the visitor's connection is reset at once.
+A router does not retry, but the visitor's TCP does: a PoP that is down answers nothing (its
+packets are black-holed until its route is withdrawn), so the visitor's kernel sends its SYN
+again after the retransmission timeout (1 s, then doubled), and a SYN sent after the withdrawal
+reaches the next PoP. The relay models that: when the chosen PoP's dial fails, the failure counts
+as a health observation and the dial is tried again — route chosen anew for the same region —
+after ``syn_rto`` seconds, doubling, at most ``syn_retries`` times, while the visitor's
+connection waits; only then is it reset. ``syn_retries=0`` resets at once (a refused port).
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ ConnectionHook = Callable[[Route], ByteTap | None]
 
 CHUNK = 64 * 1024
 DEFAULT_DIAL_TIMEOUT = 2.0
+#: Linux's initial SYN retransmission timeout, and how many SYN retransmissions the relay
+#: models before it gives up (the kernel's default tries 6; clients time out sooner).
+DEFAULT_SYN_RTO = 1.0
+DEFAULT_SYN_RETRIES = 2
 DEFAULT_UDP_REPLY_TIMEOUT = 2.0
 MAX_UDP_IN_FLIGHT = 1024
 
@@ -97,6 +106,8 @@ class TcpRelay:
         kind: str,
         on_connection: ConnectionHook | None = None,
         dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
+        syn_rto: float = DEFAULT_SYN_RTO,
+        syn_retries: int = DEFAULT_SYN_RETRIES,
     ) -> None:
         self.router = router
         self.targets = dict(targets)
@@ -105,6 +116,8 @@ class TcpRelay:
         self.kind = kind
         self.on_connection = on_connection
         self.dial_timeout = dial_timeout
+        self.syn_rto = syn_rto
+        self.syn_retries = syn_retries
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -127,20 +140,28 @@ class TcpRelay:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         route = self.router.choose()
+        rto = self.syn_rto
+        for attempt in range(self.syn_retries + 1):
+            if attempt:
+                await asyncio.sleep(rto)  # the visitor's SYN retransmission timeout
+                rto *= 2
+                self.router.metrics.syn_retransmissions.labels(kind=self.kind).inc()
+                route = self.router.choose(route.region)
+            if route.pop is None:
+                continue
+            try:
+                async with asyncio.timeout(self.dial_timeout):
+                    upstream = await asyncio.open_connection(*self.targets[route.pop])
+            except (OSError, TimeoutError) as exc:
+                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.router.observe(route.pop, False, source="dial", detail=detail)
+                continue
+            tap = self.on_connection(route) if self.on_connection is not None else None
+            await splice((reader, writer), upstream, tap)
+            return
         if route.pop is None:
             self.router.metrics.unroutable.labels(kind=self.kind).inc()
-            reset(writer)
-            return
-        try:
-            async with asyncio.timeout(self.dial_timeout):
-                upstream = await asyncio.open_connection(*self.targets[route.pop])
-        except (OSError, TimeoutError) as exc:
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.router.observe(route.pop, False, source="dial", detail=detail)
-            reset(writer)
-            return
-        tap = self.on_connection(route) if self.on_connection is not None else None
-        await splice((reader, writer), upstream, tap)
+        reset(writer)
 
     async def __aenter__(self) -> TcpRelay:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)

@@ -25,9 +25,9 @@ class Router:
         self.clock = clock
         self.metrics = AnycastMetrics(table.pops, self.routed_pops)
 
-    def choose(self) -> Route:
-        """Where a new connection goes now."""
-        route = self.table.choose(self.clock())
+    def choose(self, region: str | None = None) -> Route:
+        """Where a new connection goes now (from ``region``, when a visitor tries again)."""
+        route = self.table.choose(self.clock(), region)
         self._publish()
         return route
 

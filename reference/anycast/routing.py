@@ -234,11 +234,12 @@ class RouteTable:
 
     # ---- outputs -----------------------------------------------------------------------------
 
-    def choose(self, now: float) -> Route:
-        """Draw a region by weight, then take its first routed PoP (then any routed PoP, as
-        anycast would); ``pop`` is None when no PoP is routed at all."""
+    def choose(self, now: float, region_name: str | None = None) -> Route:
+        """Draw a region by weight (or use ``region_name``: the same visitor trying again), then
+        take its first routed PoP (then any routed PoP, as anycast would); ``pop`` is None when
+        no PoP is routed at all."""
         self.advance(now)
-        region = self._draw_region()
+        region = self._draw_region() if region_name is None else self._region(region_name)
         for name in (*region.preference, *self.pops):
             if self._pops[name].routed:
                 return Route(region.name, name)
@@ -277,6 +278,12 @@ class RouteTable:
             return self._pops[pop]
         except KeyError:
             raise KeyError(f"no PoP {pop!r} (have: {', '.join(self.pops)})") from None
+
+    def _region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(f"no region {name!r} (have: {', '.join(r.name for r in self.regions)})")
 
     def _draw_region(self) -> Region:
         total = sum(r.weight for r in self.regions)

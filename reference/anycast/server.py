@@ -16,6 +16,8 @@ from reference.anycast.dns_framing import DnsMessageCounter
 from reference.anycast.health import HealthChecker, HealthTarget
 from reference.anycast.relay import (
     DEFAULT_DIAL_TIMEOUT,
+    DEFAULT_SYN_RETRIES,
+    DEFAULT_SYN_RTO,
     DEFAULT_UDP_REPLY_TIMEOUT,
     ByteTap,
     TcpRelay,
@@ -63,6 +65,8 @@ class AnycastConfig:
     health_timeout: float = 0.5
     seed: int = 0
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
+    syn_retries: int = DEFAULT_SYN_RETRIES
+    syn_rto: float = DEFAULT_SYN_RTO
     udp_reply_timeout: float = DEFAULT_UDP_REPLY_TIMEOUT
 
 
@@ -114,6 +118,8 @@ class AnycastServer:
                 kind="visitor",
                 on_connection=count_visitor,
                 dial_timeout=cfg.dial_timeout,
+                syn_rto=cfg.syn_rto,
+                syn_retries=cfg.syn_retries,
             )
         )
         self.visitor_port = visitor.port
@@ -126,6 +132,8 @@ class AnycastServer:
                 kind="dns_tcp",
                 on_connection=count_dns_tcp,
                 dial_timeout=cfg.dial_timeout,
+                syn_rto=cfg.syn_rto,
+                syn_retries=cfg.syn_retries,
             )
         )
         self.dns_port = dns_tcp.port

@@ -140,9 +140,12 @@ async def stand_ins(*names: str) -> AsyncIterator[dict[str, StandInPop]]:
 
 
 def front_config(
-    pops: list[PopEndpoint], regions: tuple[Region, ...] | None = None
+    pops: list[PopEndpoint], regions: tuple[Region, ...] | None = None, *, syn_retries: int = 0
 ) -> AnycastConfig:
+    """A front whose dial failures reset the visitor at once (``syn_retries=0``), unless a test
+    asks for the visitor's SYN retransmissions."""
     return AnycastConfig(
+        syn_retries=syn_retries,
         listen=(HOST, 0),
         dns_listen=(HOST, 0),
         control_listen=(HOST, 0),
@@ -281,6 +284,26 @@ async def test_dead_pop_is_withdrawn_after_convergence_and_returns_after_announc
         assert metric(text, "anycast_route_changes_total", pop="ams", change="announced") == 1
         assert metric(text, "anycast_dial_failures_total", pop="ams") >= 1
         assert metric(text, "anycast_pop_routed", pop="ams") == 1
+
+
+async def test_a_visitor_whose_pop_died_is_served_by_the_next_after_a_syn_retransmission() -> None:
+    """Before its route is withdrawn, a dead PoP still gets new visitors; their TCP sends the
+    SYN again after 1 s, by when the route has moved: served, about a second late."""
+    async with stand_ins("ams", "fra") as pops:
+        endpoints = [pops["ams"].endpoint, pops["fra"].endpoint]
+        regions = (Region("eu", ("ams", "fra")),)
+        async with AnycastServer(front_config(endpoints, regions, syn_retries=2)) as front:
+            assert await served_by(front.visitor_port) == "ams"
+            await pops["ams"].stop()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            answer = await served_by(front.visitor_port)  # still routed to ams right now
+            waited = loop.time() - started
+            assert answer == "fra", "the retransmitted SYN must reach the next PoP"
+            assert 0.9 <= waited <= 1.0 + CONVERGENCE + MARGIN, waited
+            _, text = await control(front, "GET", "/metrics")
+        assert metric(text, "anycast_syn_retransmissions_total", kind="visitor") >= 1
+        assert metric(text, "anycast_dial_failures_total", pop="ams") >= 1
 
 
 async def test_paused_pop_fails_its_health_check_by_timeout() -> None:
