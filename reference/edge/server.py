@@ -17,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-from reference import defects
 from reference.broker.auth import BrokerCredential
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
@@ -31,7 +30,6 @@ from reference.edge.health import Readiness, health_application, health_routes
 from reference.edge.legacy_registration import (
     DEFAULT_LEGACY_API_TIMEOUT,
     LegacyRegistrar,
-    unavailable,
 )
 from reference.edge.metrics import EdgeMetrics
 from reference.edge.peers import (
@@ -91,8 +89,6 @@ class EdgeConfig:
     #: ``pop-<this>-<peer>`` fault-proxy link in a stack).
     peers: dict[str, Address] = field(default_factory=dict)
     peer_poll_wait: float = 5.0
-    #: Planted defect ``edge.replicas_share_indexes`` (set by the CLI only).
-    replicas_share_indexes: bool = False
     #: The control plane's configuration public key (PEM): only messages it signed are applied
     #: and cached. Required: an edge without it could be configured by anyone on the broker.
     config_key: Path | None = None
@@ -130,9 +126,7 @@ class EdgeServer:
         self.config = config
         self.pop = config.pop
         self.cache = ConfigCache()
-        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry(
-            replicas_share_indexes=config.replicas_share_indexes
-        )
+        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry()
         self.persister: CachePersister | None = None
         self.sync: ConfigSync | None = None
         self.metrics: EdgeMetrics | None = None
@@ -160,10 +154,6 @@ class EdgeServer:
             raise ValueError("no configuration key: pass the control plane's config-signing.pub")
         verifier = load_verifier(cfg.config_key)
         self.cache = await asyncio.to_thread(load_cache, cfg.cache_dir, verifier)
-        for defect in sorted(defects.active()):
-            log_event(logger, "Planted defect active", logging.WARNING, defect=defect)
-        if defects.enabled("edge.forget_cache"):
-            self.cache = ConfigCache(verifier)
         self.persister = await self._stack.enter_async_context(
             CachePersister(self.cache, cfg.cache_dir)
         )
@@ -407,12 +397,6 @@ class EdgeServer:
             return RegistrationResponse.refusal(
                 RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
             )
-        if defects.enabled("edge.registration_needs_broker") and not (
-            self.sync is not None and self.sync.connected
-        ):  # planted defect: the broker on the data path
-            return RegistrationResponse.refusal(
-                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
-            )
         if request.legacy is not None and self.legacy is not None:
             decision = await self._decide_legacy(request)
         else:
@@ -422,13 +406,6 @@ class EdgeServer:
                 nonce,
                 unknown_tunnel_retry_after=self.config.unknown_tunnel_retry_after,
             )
-            if (
-                decision.accepted
-                and self.legacy is not None
-                and defects.enabled("edge.named_calls_control_plane")
-                and not await self.legacy.confirm_named()
-            ):
-                decision = unavailable()  # planted defect: named registration needs the API
         if not decision.accepted:
             self._count_registration("failed", decision.reason)
             log_event(
@@ -465,14 +442,6 @@ class EdgeServer:
                 error=self.legacy.last_error,
                 location=self.pop,
             )
-            cached = self.cache.tunnel(request.tunnel_id)
-            if (
-                defects.enabled("edge.legacy_from_cache")
-                and cached is not None
-                and cached.kind == "legacy"
-                and not cached.deleted
-            ):
-                return RegistrationDecision.accept()
         for topic, message in outcome.config:
             self._on_config_payload(topic, message)
         return decision
@@ -576,10 +545,6 @@ class EdgeServer:
             return
         self._retired.add(live.connection_id)
         self.connections.remove(live.connection_id)
-        if defects.enabled(
-            "edge.dns_follows_connections"
-        ) and not self.connections.counts_by_tunnel().get(live.tunnel_id):
-            self.cache.forget_records_of(live.tunnel_id)
         self._publish_event("unregistered", live, reason=reason)
         if self.metrics is not None:
             self.metrics.unregistrations.labels(reason=_reason_label(reason)).inc()
