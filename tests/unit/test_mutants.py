@@ -22,6 +22,10 @@ from harness.scenario import load_scenario
 MUTANTS = load_mutants()
 
 
+def test_there_are_at_least_twenty_mutants() -> None:
+    assert len(MUTANTS) >= 20, sorted(MUTANTS)
+
+
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_mutant_applies_and_names_existing_checks(name: str) -> None:
     mutant = MUTANTS[name]
