@@ -8,6 +8,7 @@ from harness.checks import (  # noqa: F401  (importing registers the checks)
     availability,
     control_plane,
     dns,
+    edge_errors,
     failover,
     ha,
     integrity,

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from reference import defects
 from reference.connector.edge_memory import EdgeMemory
 from reference.connector.metrics import ConnectorMetrics, SlotInfo
 from reference.connector.proxy import ConnectionIdentity, OriginProxy
@@ -124,8 +123,6 @@ class HAConnector:
 
     async def run(self) -> int:
         """Serve until :meth:`shutdown` completes or a permanent error; returns the exit code."""
-        for defect in sorted(defects.active()):
-            log_event(logger, "Planted defect active", logging.WARNING, defect=defect)
         slots: list[asyncio.Task[None]] = []
         rebalancer = asyncio.ensure_future(self._rebalance_loop())
         try:
@@ -304,12 +301,8 @@ class HAConnector:
                 outcome = await self._serve(index, address, tunnel)
                 if outcome is None:
                     return
-                if defects.enabled("connector.no_reconnect"):
-                    return  # planted defect: a dropped connection is never dialled again
                 decision = outcome
             self._first_attempt.set()
-            if decision.permanent and defects.enabled("connector.retry_permanent_errors"):
-                decision = Decision(delay=1.0, reason=decision.reason)  # planted defect
             if decision.permanent:
                 self._fatal(decision.message, decision.reason)
                 return

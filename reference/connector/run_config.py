@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 
-from reference import defects
 from reference.connector.ingress import Ingress, IngressError
 from reference.connector.supervisor import EdgeAddress, RetryPolicy
 from reference.wire import HeartbeatConfig
@@ -186,9 +185,6 @@ def resolve(flags: dict[str, Any], config: ConfigFile) -> RunSettings:
             interval=duration("heartbeat-interval", 1.0),
             timeout=duration("heartbeat-timeout", 3.0),
         )
-        if defects.enabled("connector.no_heartbeat"):
-            # Planted defect: pings so rare that a silent link is never noticed.
-            heartbeat = HeartbeatConfig(interval=86_400.0, timeout=172_800.0)
         retry = RetryPolicy(base=duration("retry-base", 0.1), cap=duration("retry-cap", 2.0))
     except ValueError as exc:
         raise RunConfigError(str(exc)) from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from reference import defects
 from reference.addresses import parse_hostport
 from reference.connector.legacy import legacy_permanent_message
 from reference.wire import Disconnect, RefusalCause, RegistrationResponse
@@ -226,8 +225,6 @@ class ConnectionSupervisor:
                 ordered.index(address),
             )
 
-        if defects.enabled("connector.pinned_pops"):
-            usable = [ordered[0]]  # planted defect: the slot's home PoP, whatever happens
         choice = min(usable, key=rank)
         state.address = choice
         state.registered = False

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reference import defects
 from reference.config_topics import TUNNEL_SUFFIX, tunnel_target
 from reference.controlplane.errors import ApiProblem, ErrorCode
 from reference.controlplane.models import (
@@ -297,11 +296,6 @@ class Store:
         rolled = self._db.execute(
             "SELECT * FROM rolled_tokens WHERE token_hash = ?", (digest,)
         ).fetchone()
-        if rolled is not None and defects.enabled("controlplane.keep_rolled_token"):
-            row = self._db.execute(
-                "SELECT * FROM users WHERE id = ?", (rolled["user_id"],)
-            ).fetchone()  # planted defect: the rolled token still works
-            return User(id=row["id"], email=row["email"], token_issued_at=row["token_issued_at"])
         if rolled is not None:
             raise ApiProblem(
                 ErrorCode.TOKEN_ROLLED,

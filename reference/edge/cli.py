@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from reference import defects
 from reference.addresses import HostPort, parse_hostport
 from reference.edge.server import EdgeConfig, EdgeServer
 from reference.logs import configure_logging, log_event
@@ -182,8 +181,6 @@ def serve_command(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     peer_addresses = _parse_peers(pop, peers)
-    if defects.enabled("edge.no_forwarding"):
-        peer_addresses = {}  # planted defect: the PoP never learns of, nor forwards to, its peers
     config = EdgeConfig(
         pop=pop,
         tunnel_listen=tunnel_listen,
@@ -202,7 +199,6 @@ def serve_command(
         legacy_api_timeout=legacy_api_timeout,
         peer_listen=peer_listen,
         peers=peer_addresses,
-        replicas_share_indexes=defects.enabled("edge.replicas_share_indexes"),
         cloudflared_listen=cloudflared_listen,
         cloudflared_tls_cert=cloudflared_tls_cert,
         cloudflared_tls_key=cloudflared_tls_key,

@@ -168,21 +168,6 @@ class ConfigCache:
                 self._records_by_name.setdefault(model.name, {})[topic] = model
         return None
 
-    def forget_records_of(self, tunnel_id: str) -> list[str]:
-        """Drop the DNS records routing to ``tunnel_id`` from this edge's view (planted defect
-        ``edge.dns_follows_connections`` only: a named tunnel's records never follow its
-        connections). Returns the names dropped."""
-        dropped = []
-        for name, by_topic in list(self._records_by_name.items()):
-            for topic, record in list(by_topic.items()):
-                if record.tunnel_id == tunnel_id:
-                    del by_topic[topic]
-                    dropped.append(name)
-            if not by_topic:
-                del self._records_by_name[name]
-                self._tombstoned_names.add(name)
-        return dropped
-
     # ---- lookups --------------------------------------------------------------------------
 
     @property

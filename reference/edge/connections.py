@@ -68,10 +68,7 @@ class LiveConnection(Generic[HandleT]):
 class ConnectionRegistry(Generic[HandleT]):
     """Live connections by id and by tunnel. Not thread-safe: use from the event loop."""
 
-    def __init__(self, *, replicas_share_indexes: bool = False) -> None:
-        # ``replicas_share_indexes`` is a planted defect (reference.defects): a new connection
-        # then replaces any live one with the same HA index, whichever connector it belongs to.
-        self._replicas_share_indexes = replicas_share_indexes
+    def __init__(self) -> None:
         self._by_id: dict[str, LiveConnection[HandleT]] = {}
         self._by_tunnel: dict[str, dict[str, LiveConnection[HandleT]]] = {}
         self._turns = itertools.count()
@@ -122,8 +119,7 @@ class ConnectionRegistry(Generic[HandleT]):
     ) -> LiveConnection[HandleT] | None:
         """The registered connection for this tunnel, connector and HA index, if any."""
         for connection in self._by_tunnel.get(tunnel_id, {}).values():
-            same_connector = self._replicas_share_indexes or connection.connector_id == connector_id
-            if same_connector and connection.conn_index == conn_index:
+            if connection.connector_id == connector_id and connection.conn_index == conn_index:
                 return connection
         return None
 

@@ -190,11 +190,6 @@ class LegacyRegistrar:
         ]
         return LegacyOutcome(RegistrationDecision.accept(), config)
 
-    async def confirm_named(self) -> bool:
-        """Planted defect ``edge.named_calls_control_plane`` only: ask the control plane before
-        accepting a named registration. True when it answered."""
-        return await self._call("GET", "/health", kind="named") is not None
-
     async def _call(
         self,
         method: str,

@@ -17,9 +17,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reference import defects
 from reference.edge.config_cache import ConfigCache
-from reference.edge.legacy_registration import LegacyRegistrar, unavailable
+from reference.edge.legacy_registration import LegacyRegistrar
 from reference.edge.metrics import EdgeMetrics
 from reference.edge.registration import (
     DEFAULT_UNKNOWN_TUNNEL_RETRY_AFTER,
@@ -88,11 +87,6 @@ class Registrar:
             return RegistrationResponse.refusal(
                 RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
             )
-        if defects.enabled("edge.registration_needs_broker") and not state.broker_connected():
-            # planted defect: the broker on the data path
-            return RegistrationResponse.refusal(
-                RefusalCause.UNAVAILABLE, should_retry=True, retry_after=1.0
-            )
         if request.legacy is not None and state.legacy is not None:
             decision = await self._decide_legacy(request)
         else:
@@ -102,13 +96,6 @@ class Registrar:
                 nonce,
                 unknown_tunnel_retry_after=self.unknown_tunnel_retry_after,
             )
-            if (
-                decision.accepted
-                and state.legacy is not None
-                and defects.enabled("edge.named_calls_control_plane")
-                and not await state.legacy.confirm_named()
-            ):
-                decision = unavailable()  # planted defect: named registration needs the API
         if not decision.accepted:
             self.count("failed", decision.reason)
             log_event(
@@ -146,14 +133,6 @@ class Registrar:
                 error=legacy.last_error,
                 location=self.pop,
             )
-            cached = self._cache().tunnel(request.tunnel_id)
-            if (
-                defects.enabled("edge.legacy_from_cache")
-                and cached is not None
-                and cached.kind == "legacy"
-                and not cached.deleted
-            ):
-                return RegistrationDecision.accept()
         for topic, message in outcome.config:
             self._apply_config(topic, message)
         return decision

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from reference import defects
 from reference.broker.auth import BrokerCredential
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
@@ -84,8 +83,6 @@ class EdgeConfig:
     #: ``pop-<this>-<peer>`` fault-proxy link in a stack).
     peers: dict[str, Address] = field(default_factory=dict)
     peer_poll_wait: float = 5.0
-    #: Planted defect ``edge.replicas_share_indexes`` (set by the CLI only).
-    replicas_share_indexes: bool = False
     #: The control plane's configuration public key (PEM): only messages it signed are applied
     #: and cached. Required: an edge without it could be configured by anyone on the broker.
     config_key: Path | None = None
@@ -128,9 +125,7 @@ class EdgeServer:
         self.config = config
         self.pop = config.pop
         self.cache = ConfigCache()
-        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry(
-            replicas_share_indexes=config.replicas_share_indexes
-        )
+        self.connections: ConnectionRegistry[EdgeTunnel] = ConnectionRegistry()
         self.persister: CachePersister | None = None
         self.sync: ConfigSync | None = None
         self.metrics: EdgeMetrics | None = None
@@ -166,10 +161,6 @@ class EdgeServer:
             raise ValueError("no configuration key: pass the control plane's config-signing.pub")
         verifier = load_verifier(cfg.config_key)
         self.cache = await asyncio.to_thread(load_cache, cfg.cache_dir, verifier)
-        for defect in sorted(defects.active()):
-            log_event(logger, "Planted defect active", logging.WARNING, defect=defect)
-        if defects.enabled("edge.forget_cache"):
-            self.cache = ConfigCache(verifier)
         self.persister = await self._stack.enter_async_context(
             CachePersister(self.cache, cfg.cache_dir)
         )
@@ -541,10 +532,6 @@ class EdgeServer:
             return
         self._retired.add(live.connection_id)
         self.connections.remove(live.connection_id)
-        if defects.enabled(
-            "edge.dns_follows_connections"
-        ) and not self.connections.counts_by_tunnel().get(live.tunnel_id):
-            self.cache.forget_records_of(live.tunnel_id)
         self._publish_event("unregistered", live, reason=reason)
         if self.metrics is not None:
             self.metrics.unregistrations.labels(reason=_reason_label(reason)).inc()

@@ -28,11 +28,10 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from reference import defects
 from reference.edge.config_cache import ConfigCache
 from reference.edge.config_models import normalize_name
 from reference.edge.connections import ConnectionRegistry, LiveConnection
@@ -156,8 +155,6 @@ class VisitorProxy:
         self.connections = connections
         self.metrics = metrics
         self.settings = settings or VisitorSettings()
-        if defects.enabled("edge.short_response_timeout"):
-            self.settings = replace(self.settings, response_timeout=0.5)  # planted defect
         self.local_routes = local_routes or {}
         self.peers = peers
         self.forwarder = forwarder

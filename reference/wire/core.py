@@ -27,7 +27,6 @@ import h2.settings
 import hpack.exceptions
 import hyperframe.exceptions
 
-from reference import defects
 from reference.wire import events as ev
 from reference.wire.errors import StreamFailedBeforeResponse, TunnelClosed, WireProtocolError
 from reference.wire.framing import (
@@ -142,8 +141,6 @@ class TunnelProtocol:
             validate_inbound_headers=True,
         )
         self._conn = h2.connection.H2Connection(config)
-        if defects.enabled("wire.no_heartbeat"):  # planted defect: silence is never noticed
-            heartbeat = HeartbeatConfig(interval=86_400.0, timeout=172_800.0)
         self._heartbeat = HeartbeatTracker(heartbeat, now)
         self._pings: dict[bytes, float] = {}
         self._ping_counter = 0

@@ -1,18 +1,18 @@
 """The scenario catalogue end to end: every scenario passes on the reference system, and fails
-against the planted defect its description names (a check that cannot fail proves nothing).
+against the mutant its description names (a check that cannot fail proves nothing).
 
 All runs play at ``--speed 2`` (each scenario twice as fast as its own time scale) and run in a
 few parallel lanes of sequential ``outlast run`` invocations: the reference catalogue in two
-invocations (several scenarios each, which also writes the catalogue page), each defect in its
-own (``OUTLAST_DEFECTS`` is per process tree). ``OUTLAST_CATALOGUE_LANES`` (default 3) sets the
-parallelism; on 2 cores the whole file takes about 3 minutes.
+invocations (several scenarios each, which also writes the catalogue page), each mutant in its
+own, from a temporary copy of the tree with the mutant applied (harness/mutants.py).
+``OUTLAST_CATALOGUE_LANES`` (default 3) sets the parallelism; on 2 cores the whole file takes
+about 3 minutes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.mutants import load_mutants, run_with_mutants
 from harness.scenario import load_scenario
 from harness.stack.process import outlast_argv
 
@@ -29,42 +30,32 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SPEED = "2"
 
-# scenario -> (planted defect, labels of checks that must fail against it)
-DEFECTS: dict[str, tuple[str, frozenset[str]]] = {
-    "broker-outage": (
-        "edge.registration_needs_broker",
-        frozenset({"reconnect_within", "availability outside link drops"}),
-    ),
-    "token-rollover": (
-        "controlplane.keep_rolled_token",
-        frozenset({"old cert.pem refused with the re-login message"}),
-    ),
-    "credential-revocation": ("connector.retry_permanent_errors", frozenset({"tunnel_revoked"})),
-    "link-flap": ("connector.no_reconnect", frozenset({"reconnect_within", "ha_restored"})),
-    "link-blackhole": ("wire.no_heartbeat", frozenset({"failover_within"})),
-    "degraded-link": ("edge.short_response_timeout", frozenset({"every request answered"})),
-    "pop-outage": ("connector.pinned_pops", frozenset({"failover_within"})),
-    "edge-restart-during-outage": (
-        "edge.forget_cache",
-        frozenset({"dns_unchanged", "ams serves again after its restart"}),
-    ),
-    "pop-partition": (
-        "edge.no_forwarding",
-        frozenset({"served through the other PoP while the PoPs can talk"}),
-    ),
-    "connector-restart-replicas": ("edge.replicas_share_indexes", frozenset({"ha_restored"})),
+# scenario -> the mutant (tests/mutants/) it is tested against; the checks that must fail are
+# the mutant's Caught-by lines for that scenario.
+MUTANT_OF: dict[str, str] = {
+    "broker-outage": "edge.registration_needs_broker",
+    "token-rollover": "controlplane.keep_rolled_token",
+    "credential-revocation": "connector.retry_permanent_errors",
+    "link-flap": "connector.no_reconnect",
+    "link-blackhole": "wire.no_heartbeat",
+    "degraded-link": "edge.short_response_timeout",
+    "pop-outage": "connector.pinned_pops",
+    "edge-restart-during-outage": "edge.forget_cache",
+    "pop-partition": "edge.no_forwarding",
+    "connector-restart-replicas": "edge.replicas_share_indexes",
 }
+MUTANTS = load_mutants()
 # The reference run also replays the first scenario (its defects: test_run_scenario.py).
-REFERENCE = ["control-plane-outage", *DEFECTS]
+REFERENCE = ["control-plane-outage", *MUTANT_OF]
 
 
 @dataclass
 class Invocation:
-    """One ``outlast run`` of some scenarios, with some defects planted."""
+    """One ``outlast run`` of some scenarios, on the tree or a copy with a mutant applied."""
 
     key: str
     scenarios: Sequence[str]
-    defects: str = ""
+    mutant: str | None = None
     returncode: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -82,10 +73,6 @@ class Invocation:
         return total
 
     def run(self, report_dir: Path) -> Invocation:
-        env = dict(os.environ)
-        env.pop("OUTLAST_DEFECTS", None)
-        if self.defects:
-            env["OUTLAST_DEFECTS"] = self.defects
         out = self.report_dir = report_dir / self.key
         argv = outlast_argv(
             "run",
@@ -97,9 +84,8 @@ class Invocation:
             "-q",
         )
         started = time.monotonic()
-        result = subprocess.run(
-            argv, capture_output=True, text=True, env=env, timeout=600, check=False
-        )
+        mutants = [self.mutant] if self.mutant else []
+        result = run_with_mutants(argv, mutants, timeout=600)
         self.seconds = time.monotonic() - started
         self.returncode, self.stdout, self.stderr = result.returncode, result.stdout, result.stderr
         for summary_file in out.glob("*/summary.json"):
@@ -129,7 +115,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Invocat
     jobs = [
         Invocation("reference-a", REFERENCE[:half]),
         Invocation("reference-b", REFERENCE[half:]),
-        *(Invocation(f"defect-{name}", [name], defect) for name, (defect, _) in DEFECTS.items()),
+        *(Invocation(f"mutant-{name}", [name], mutant) for name, mutant in MUTANT_OF.items()),
     ]
     lanes = _lanes(jobs, int(os.environ.get("OUTLAST_CATALOGUE_LANES", "3")))
     started = time.monotonic()
@@ -171,15 +157,15 @@ def test_catalogue_passes_on_the_reference(runs: dict[str, Invocation], key: str
     assert "worst TTR s" in markdown and "error budget" in html
 
 
-@pytest.mark.parametrize("scenario", sorted(DEFECTS))
-def test_scenario_fails_against_its_planted_defect(
-    runs: dict[str, Invocation], scenario: str
-) -> None:
-    defect, must_fail = DEFECTS[scenario]
-    run = runs[f"defect-{scenario}"]
+@pytest.mark.parametrize("scenario", sorted(MUTANT_OF))
+def test_scenario_fails_against_its_mutant(runs: dict[str, Invocation], scenario: str) -> None:
+    mutant = MUTANT_OF[scenario]
+    must_fail = MUTANTS[mutant].checks_of(scenario)
+    assert must_fail, f"{mutant} names no check of {scenario}"
+    run = runs[f"mutant-{scenario}"]
     assert run.returncode == 1, run.explain()
     summary = run.summaries[scenario]
     assert summary["verdict"] == "fail"
-    assert must_fail <= _failed(summary), (defect, summary["checks"])
+    assert must_fail <= _failed(summary), (mutant, summary["checks"])
     for label in must_fail:
         assert f"[FAIL] {label}:" in run.stdout

@@ -1,5 +1,5 @@
-"""The catalogue's files, without running a stack: every scenario loads, names the planted
-defect it is tested against, and is listed in docs/catalogue.md; a directory run picks up every
+"""The catalogue's files, without running a stack: every scenario loads, names the mutant it is
+tested against, and is listed in docs/catalogue.md; a directory run picks up every
 file; ``--speed`` compresses each scenario relative to its own time scale."""
 
 from __future__ import annotations
@@ -10,48 +10,50 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from harness.mutants import load_mutants
 from harness.run_cli import _load_all, _stretch_warning, run_command
 from harness.runner import RunOptions, effective_scenario, wants_management_probe
 from harness.scenario import load_scenario, scenario_files
-from reference.defects import KNOWN
-from tests.integration.test_catalogue import DEFECTS, REFERENCE
+from tests.integration.test_catalogue import MUTANT_OF, MUTANTS, REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
 
 
-def defects_named(description: str) -> set[str]:
-    return set(re.findall(r"`([a-z]+\.[a-z_]+)`", description)) & set(KNOWN)
+def mutants_named(description: str) -> set[str]:
+    return set(re.findall(r"`([a-z]+\.[a-z_0-9]+)`", description)) & set(load_mutants())
 
 
-def test_every_scenario_file_loads_and_names_a_planted_defect() -> None:
+def test_every_scenario_file_loads_and_names_a_mutant() -> None:
     """The issue's rule for the whole catalogue: each scenario says which broken variant of the
-    reference it fails against (so no scenario is a check that cannot fail)."""
+    reference (a mutant in tests/mutants/) it fails against (no check that cannot fail)."""
     files = scenario_files(SCENARIOS)
     assert {f.stem for f in files} >= set(REFERENCE)
     for path in files:
         scenario = load_scenario(path)
         assert scenario.name == path.stem, path
-        assert defects_named(scenario.description), f"{path.name} names no planted defect"
+        assert mutants_named(scenario.description), f"{path.name} names no mutant"
 
 
-@pytest.mark.parametrize("name", sorted(DEFECTS))
-def test_description_names_a_known_defect_that_the_test_plants(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(MUTANT_OF))
+def test_description_names_the_mutant_that_the_test_applies(name: str) -> None:
     scenario = load_scenario(SCENARIOS / f"{name}.yaml")
-    defect, checks = DEFECTS[name]
-    assert defect in KNOWN
-    assert defect in defects_named(scenario.description), scenario.description
+    mutant = MUTANT_OF[name]
+    checks = MUTANTS[mutant].checks_of(name)
+    assert mutant in mutants_named(scenario.description), scenario.description
     labels = {c.display_name for c in scenario.checks}
     assert checks <= labels, (checks, labels)
 
 
-def test_docs_catalogue_lists_every_scenario_with_its_defect() -> None:
+def test_docs_catalogue_lists_every_scenario_and_mutant() -> None:
     doc = (ROOT / "docs" / "catalogue.md").read_text()
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9.-]+)` \|.*$", doc, re.M)}
     for path in scenario_files(SCENARIOS):
         assert path.stem in rows, f"docs/catalogue.md has no row for {path.name}"
-    for name, (defect, _) in DEFECTS.items():
-        assert f"`{defect}`" in rows[name], name
+    for name, mutant in MUTANT_OF.items():
+        assert f"`{mutant}`" in rows[name], name
+    for mutant in load_mutants():
+        assert f"| `{mutant}` |" in doc, f"docs/catalogue.md does not list mutant {mutant}"
 
 
 def test_a_directory_run_picks_up_every_scenario_file() -> None:

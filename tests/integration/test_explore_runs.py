@@ -1,6 +1,6 @@
 """`outlast explore` on the real stack: a small budget passes on the reference (through the pytest
-entry point), and with a planted defect it finds a failure, shrinks it to one or two faults, and
-the scenario file it writes reproduces the failure with `outlast run`.
+entry point), and against a mutant of the reference (tests/mutants/) it finds a failure, shrinks
+it to one or two faults, and the scenario file it writes reproduces the failure with `outlast run`.
 
 Envelopes here are tight so that CI stays short: one reused stack, examples of 8-13 s.
 """
@@ -8,13 +8,12 @@ Envelopes here are tight so that CI stays short: one reused stack, examples of 8
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from harness.explore import load_envelope, parse_envelope, run_exploration
+from harness.mutants import mutated_tree, run_in_tree
 from harness.stack.process import outlast_argv
 
 pytestmark = [pytest.mark.slow]
@@ -61,14 +60,6 @@ checks:
 """
 
 
-def _env(defects: str = "") -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("OUTLAST_DEFECTS", None)
-    if defects:
-        env["OUTLAST_DEFECTS"] = defects
-    return env
-
-
 @pytest.mark.timeout(150)
 def test_small_budget_on_the_reference_finds_nothing(tmp_path: Path) -> None:
     lines: list[str] = []
@@ -91,11 +82,17 @@ def test_small_budget_on_the_reference_finds_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(420)
-def test_planted_defect_is_found_shrunk_and_replayed(tmp_path: Path) -> None:
+def test_mutant_is_found_shrunk_and_replayed(tmp_path: Path) -> None:
     envelope = tmp_path / "frozen-edge.yaml"
     envelope.write_text(FROZEN_EDGE_ENVELOPE)
-    defect = _env("connector.no_heartbeat")
-    explored = subprocess.run(
+    with mutated_tree(["connector.no_heartbeat"]) as tree:
+        _explore_and_replay(tmp_path, tree, envelope)
+
+
+def _explore_and_replay(tmp_path: Path, tree: Path, envelope: Path) -> None:
+    """Explore with the mutated ``tree``, then replay the minimal schedule there."""
+    explored = run_in_tree(
+        tree,
         outlast_argv(
             "explore",
             "--budget",
@@ -111,11 +108,7 @@ def test_planted_defect_is_found_shrunk_and_replayed(tmp_path: Path) -> None:
             "--report-dir",
             str(tmp_path / "reports"),
         ),
-        capture_output=True,
-        text=True,
-        env=defect,
         timeout=400 - 60,
-        check=False,
     )
     assert explored.returncode == 1, explored.stdout + explored.stderr
     explore_dir = next((tmp_path / "reports").glob("*-explore-ci-frozen-edge"))
@@ -129,13 +122,10 @@ def test_planted_defect_is_found_shrunk_and_replayed(tmp_path: Path) -> None:
     reproduction = Path(minimal["scenario"])
     assert reproduction.is_file() and (Path(minimal["report"]) / "report.html").is_file()
 
-    replayed = subprocess.run(
+    replayed = run_in_tree(
+        tree,
         outlast_argv("run", str(reproduction), "--report-dir", str(tmp_path / "replay"), "-q"),
-        capture_output=True,
-        text=True,
-        env=defect,
         timeout=60,
-        check=False,
     )
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
     assert "[FAIL] failover_within pause edge-" in replayed.stdout

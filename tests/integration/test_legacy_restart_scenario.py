@@ -7,12 +7,12 @@ one cannot; with an edge that confirms named registrations with the control plan
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from harness.mutants import run_with_mutants
 from harness.stack.process import outlast_argv
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -27,19 +27,13 @@ NAMED_CHECKS = {
 LEGACY_DOWN = "legacy down from its restart until the control plane returns"
 
 
-def run(tmp_path: Path, defects: str = "") -> tuple[subprocess.CompletedProcess[str], dict]:
-    env = {k: v for k, v in os.environ.items() if k != "OUTLAST_DEFECTS"}
-    if defects:
-        env["OUTLAST_DEFECTS"] = defects
-    result = subprocess.run(
+def run(tmp_path: Path, *mutants: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    result = run_with_mutants(
         outlast_argv(
             "run", str(SCENARIO), "--time-scale", "0.25", "--report-dir", str(tmp_path), "-q"
         ),
-        capture_output=True,
-        text=True,
-        env=env,
+        mutants,
         timeout=220,
-        check=False,
     )
     runs = sorted(tmp_path.glob("*-connector-restart-during-outage"))
     assert len(runs) == 1, result.stdout + result.stderr
@@ -54,8 +48,8 @@ def test_named_comes_back_and_legacy_cannot_on_the_reference(tmp_path: Path) -> 
     assert legacy["data"]["availability"] <= 0.05
 
 
-def test_both_claims_fail_against_their_planted_defects(tmp_path: Path) -> None:
-    result, summary = run(tmp_path, "edge.named_calls_control_plane,edge.legacy_from_cache")
+def test_both_claims_fail_against_their_mutants(tmp_path: Path) -> None:
+    result, summary = run(tmp_path, "edge.named_calls_control_plane", "edge.legacy_from_cache")
     assert result.returncode == 1, result.stdout + result.stderr
     failed = {c["name"] for c in summary["checks"] if c["passed"] is False}
     assert NAMED_CHECKS <= failed, result.stdout

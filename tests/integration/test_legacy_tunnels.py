@@ -141,7 +141,7 @@ async def run_legacy_connector(
     ]
     for pop in stack.topology.pops:
         args += ["--edge", stack.proxy_address(f"conn-{pop}")]
-    env = {k: v for k, v in os.environ.items() if k != "OUTLAST_DEFECTS"}
+    env = dict(os.environ)
     env["OUTLAST_HOME"] = str(cert.parent)
     proc = await asyncio.create_subprocess_exec(
         *outlast_argv(*args),

@@ -9,13 +9,13 @@ The scenario plays 5 h 20 min of incident clock at time scale 0.0035 (67 s); her
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.mutants import run_with_mutants
 from harness.stack.process import outlast_argv
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -24,19 +24,13 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "postmortem-2020-
 TIME_SCALE = "0.002"
 
 
-def replay(tmp_path: Path, defects: str = "") -> tuple[subprocess.CompletedProcess[str], Path]:
-    env = {k: v for k, v in os.environ.items() if k != "OUTLAST_DEFECTS"}
-    if defects:
-        env["OUTLAST_DEFECTS"] = defects
-    result = subprocess.run(
+def replay(tmp_path: Path, *mutants: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    result = run_with_mutants(
         outlast_argv(
             "run", str(SCENARIO), "--time-scale", TIME_SCALE, "--report-dir", str(tmp_path), "-q"
         ),
-        capture_output=True,
-        text=True,
-        env=env,
+        mutants,
         timeout=220,
-        check=False,
     )
     runs = sorted(tmp_path.glob("*-postmortem-2020-04-15"))
     assert len(runs) == 1, result.stdout + result.stderr

@@ -1,19 +1,19 @@
 """`outlast run` end to end: the first scenario passes on the reference and fails on broken ones.
 
 Each run plays scenarios/control-plane-outage.yaml at a quarter of its speed (about 25 s).
-A planted defect (reference/defects.py) must turn the verdict to fail, exit 1, and name the
-check that caught it — a check that cannot fail proves nothing.
+A mutant of the reference (tests/mutants/, applied to a copy of the tree) must turn the verdict
+to fail, exit 1, and name the check that caught it — a check that cannot fail proves nothing.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from harness.mutants import run_with_mutants
 from harness.stack.process import outlast_argv
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -21,20 +21,13 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "control-plane-outage.yaml"
 
 
-def _run(tmp_path: Path, defects: str = "") -> tuple[subprocess.CompletedProcess[str], dict]:
-    env = dict(os.environ)
-    env.pop("OUTLAST_DEFECTS", None)
-    if defects:
-        env["OUTLAST_DEFECTS"] = defects
-    result = subprocess.run(
+def _run(tmp_path: Path, *mutants: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    result = run_with_mutants(
         outlast_argv(
             "run", str(SCENARIO), "--time-scale", "0.25", "--report-dir", str(tmp_path), "-q"
         ),
-        capture_output=True,
-        text=True,
-        env=env,
+        mutants,
         timeout=220,
-        check=False,
     )
     runs = sorted(tmp_path.glob("*-control-plane-outage"))
     assert len(runs) == 1, result.stderr

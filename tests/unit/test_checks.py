@@ -65,6 +65,7 @@ def test_all_builtin_checks_are_registered() -> None:
         "no_misroute",
         "reconnect_within",
         "tunnel_revoked",
+        "visitor_errors",
     ]
     with pytest.raises(UnknownCheckError, match='did you mean "ha_restored"'):
         run_check(good_run().history(), "ha_restord")
