@@ -29,7 +29,6 @@ from reference.wire.core import (
     EdgeProtocol,
     _decode,
     _encode,
-    _split_headers,
     _Stream,
     end_to_end_headers,
 )
@@ -266,17 +265,10 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
         raise WireProtocolError("cloudflared may not open streams")
 
     def _on_response(self, stream_id: int, raw: list[Any]) -> list[ev.WireEvent]:
-        stream = self._streams.get(stream_id)
-        if stream is None:
+        head = self._response_head(stream_id, raw)
+        if head is None:
             return []
-        pseudo, headers = _split_headers(raw)
-        try:
-            status = int(pseudo.get(":status", ""))
-        except ValueError:
-            raise WireProtocolError("response without a numeric :status") from None
-        if stream.response_started:
-            raise WireProtocolError(f"second response on stream {stream_id}")
-        stream.response_started = True
+        _, status, headers = head
         if stream_id == self._control_id:
             if status != 200:
                 raise WireProtocolError(f"cloudflared answered the control stream with {status}")

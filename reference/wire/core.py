@@ -622,10 +622,14 @@ class EdgeProtocol(TunnelProtocol):
     def _on_request(self, stream_id: int, raw: list[Any]) -> list[ev.WireEvent]:
         raise WireProtocolError("the connector may not open streams")
 
-    def _on_response(self, stream_id: int, raw: list[Any]) -> list[ev.WireEvent]:
+    def _response_head(
+        self, stream_id: int, raw: list[Any]
+    ) -> tuple[Any, int, list[tuple[str, str]]] | None:
+        """The stream, status and headers of a response head (at most one per stream); None
+        for a stream that is gone. Shared by every transport an edge speaks."""
         stream = self._streams.get(stream_id)
         if stream is None:
-            return []
+            return None
         pseudo, headers = _split_headers(raw)
         try:
             status = int(pseudo.get(":status", ""))
@@ -634,8 +638,13 @@ class EdgeProtocol(TunnelProtocol):
         if stream.response_started:
             raise WireProtocolError(f"second response on stream {stream_id}")
         stream.response_started = True
-        if stream_id == self._control_id:
+        return stream, status, headers
+
+    def _on_response(self, stream_id: int, raw: list[Any]) -> list[ev.WireEvent]:
+        head = self._response_head(stream_id, raw)
+        if head is None or stream_id == self._control_id:
             return []
+        stream, status, headers = head
         marker = next((v for k, v in headers if k == STREAM_KIND_HEADER), None)
         headers = [(k, v) for k, v in headers if k != STREAM_KIND_HEADER]
         if stream.kind == "websocket" and status == WS_ACCEPT_WIRE_STATUS and marker == "websocket":
