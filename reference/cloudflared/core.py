@@ -31,6 +31,7 @@ from reference.wire.core import (
     _encode,
     _Stream,
     end_to_end_headers,
+    request_pseudo_headers,
 )
 from reference.wire.errors import StreamFailedBeforeResponse, TunnelClosed, WireProtocolError
 from reference.wire.messages import (
@@ -184,16 +185,7 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
                 "WebSocket through cloudflared's HTTP/2 transport is not modelled yet "
                 "(docs/cloudflared.md)"
             )
-        method = request.method.upper()
-        if method == "CONNECT" or not method.isalpha():
-            raise ValueError(f"method {request.method!r} cannot be tunnelled")
-        path = request.path if request.path.startswith("/") else "/" + request.path
-        headers: list[tuple[bytes, bytes]] = [
-            (b":method", _encode(method)),
-            (b":scheme", _encode(request.scheme or "https")),
-            (b":authority", _encode(request.host or "unknown")),
-            (b":path", _encode(path)),
-        ]
+        headers = request_pseudo_headers(request)
         headers += [
             (_encode(k), _encode(v))
             for k, v in end_to_end_headers(request.headers)

@@ -487,6 +487,21 @@ def _check_version(message: dict[str, Any]) -> int:
     return version
 
 
+def request_pseudo_headers(request: StreamRequest) -> list[tuple[bytes, bytes]]:
+    """The HTTP/2 pseudo-headers of a visitor request opened as a stream (every edge
+    transport); ``ValueError`` for a method that cannot be tunnelled."""
+    method = request.method.upper()
+    if method == "CONNECT" or not method.isalpha():
+        raise ValueError(f"method {request.method!r} cannot be tunnelled")
+    path = request.path if request.path.startswith("/") else "/" + request.path
+    return [
+        (b":method", _encode(method)),
+        (b":scheme", _encode(request.scheme or "https")),
+        (b":authority", _encode(request.host or "unknown")),
+        (b":path", _encode(path)),
+    ]
+
+
 class EdgeProtocol(TunnelProtocol):
     """Edge side (HTTP/2 client on an accepted connection).
 
@@ -573,17 +588,10 @@ class EdgeProtocol(TunnelProtocol):
             raise TunnelClosed(self.closed_reason or "closed")
         if not self.accepting_streams:
             raise TunnelClosed(f"connection not accepting streams ({self.state})")
-        method = request.method.upper()
-        if method == "CONNECT" or not method.isalpha():
-            raise ValueError(f"method {request.method!r} cannot be tunnelled")
-        path = request.path if request.path.startswith("/") else "/" + request.path
-        headers: list[tuple[bytes, bytes]] = [
-            (b":method", _encode(method)),
-            (b":scheme", _encode(request.scheme or "https")),
-            (b":authority", _encode(request.host or "unknown")),
-            (b":path", _encode(path)),
-            (_encode(STREAM_KIND_HEADER), b"websocket" if request.websocket else b"http"),
-        ]
+        headers = request_pseudo_headers(request)
+        headers.append(
+            (_encode(STREAM_KIND_HEADER), b"websocket" if request.websocket else b"http")
+        )
         headers += [(_encode(k), _encode(v)) for k, v in end_to_end_headers(request.headers)]
         try:
             stream_id = self._conn.get_next_available_stream_id()
