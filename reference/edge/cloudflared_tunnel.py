@@ -19,8 +19,7 @@ from reference.edge.visitor_errors import ORIGIN_FLOW_LIMITED, ORIGIN_UNREACHABL
 from reference.tunnel_auth import new_nonce
 from reference.wire import events as ev
 from reference.wire.connection import Clock
-from reference.wire.edge import Authenticate, EdgeStream, EdgeTunnel
-from reference.wire.errors import TunnelClosed
+from reference.wire.edge import Authenticate, EdgeStream, EdgeTunnel, answer_registration
 from reference.wire.messages import HeartbeatConfig, WireSettings
 
 #: How long the edge waits for cloudflared to hang up after a refusal before closing itself.
@@ -76,21 +75,9 @@ async def accept_cloudflared(
     tunnel = CloudflaredTunnel(core, reader, writer, clock=clock)
     tunnel.pop = pop
     tunnel._start()
-    try:
-        request = await asyncio.wait_for(asyncio.shield(tunnel._registered), registration_timeout)
-    except (TimeoutError, TunnelClosed):
-        await tunnel._close("no registration received")
+    response = await answer_registration(tunnel, authenticate, registration_timeout)
+    if response is None:
         return None
-    tunnel.registration = request
-    try:
-        response = await authenticate(request, tunnel.nonce)
-    except BaseException:
-        await tunnel._close("registration failed at the edge")
-        raise
-    if tunnel.closed:
-        return None
-    tunnel.response = response
-    tunnel._process(core.answer_registration(response))
     if not response.ok:
         # cloudflared reads the error and hangs up; close if it does not.
         try:

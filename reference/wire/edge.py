@@ -199,6 +199,21 @@ async def accept_tunnel(
     core.start(new_nonce(), clock())
     tunnel = EdgeTunnel(core, reader, writer, clock=clock)
     tunnel._start()
+    response = await answer_registration(tunnel, authenticate, registration_timeout)
+    if response is None:
+        return None
+    if not response.ok:
+        await tunnel.wait_closed()
+        return None
+    return tunnel
+
+
+async def answer_registration(
+    tunnel: EdgeTunnel, authenticate: Authenticate, registration_timeout: float
+) -> RegistrationResponse | None:
+    """Wait for the started ``tunnel``'s registration, decide it with ``authenticate`` and send
+    the answer (every edge transport). None when no registration came in time or the
+    connection closed meanwhile; an exception of ``authenticate`` closes it and propagates."""
     try:
         request = await asyncio.wait_for(asyncio.shield(tunnel._registered), registration_timeout)
     except (TimeoutError, TunnelClosed):
@@ -213,8 +228,5 @@ async def accept_tunnel(
     if tunnel.closed:
         return None
     tunnel.response = response
-    tunnel._process(core.answer_registration(response))
-    if not response.ok:
-        await tunnel.wait_closed()
-        return None
-    return tunnel
+    tunnel._process(tunnel._core.answer_registration(response))
+    return response
