@@ -93,6 +93,11 @@ class StackLayout:
         return self.home / "cert.pem"
 
     @property
+    def broker_ca_file(self) -> Path:
+        """CA certificate of the broker's TLS listener (its key is never kept)."""
+        return self.state_dir / "pki" / "broker-ca.pem"
+
+    @property
     def edge_ca_file(self) -> Path:
         return self.state_dir / "pki" / "edge-ca.pem"
 

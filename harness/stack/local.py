@@ -29,6 +29,7 @@ from harness.stack.process import ManagedProcess, PidFile, ProcessExited, outlas
 from harness.stack.readiness import wait_http, wait_tcp
 from harness.stack.topology import Topology, TunnelSpec
 from reference.broker.auth import CONTROLPLANE_USER, edge_username, provision_broker_auth
+from reference.broker.tls import BrokerTlsFiles, provision_broker_tls
 from reference.config_signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, load_or_create_signing_key
 from reference.files import atomic_write
 from reference.legacy_tunnel import legacy_tunnel_id
@@ -105,6 +106,7 @@ class LocalStack(StackLayout):
             "edge_ca": str(self.edge_ca_file),
             "broker": _addr(self.ports["broker"]),
             "broker_credentials": {name: str(p) for name, p in self.broker_credentials.items()},
+            "broker_ca": str(self.broker_ca_file),
             "origin_url": self.origin_url,
             "origin": self.origin_info(),
             "faultproxy": {"url": self.faultproxy_url, "proxies": self.proxies},
@@ -211,7 +213,8 @@ class LocalStack(StackLayout):
             taken.add(port)
             self.ports[name] = port
 
-    def _write_pki(self) -> None:
+    def _write_pki(self) -> BrokerTlsFiles:
+        """Edge CA and certificates, the broker's TLS files (returned), the signing key."""
         ca = create_ca("outlast edge CA")
         pki = self.state_dir / "pki"
         atomic_write(pki / "edge-ca.pem", ca.cert_pem)
@@ -224,10 +227,13 @@ class LocalStack(StackLayout):
             )
             atomic_write(pki / f"edge-{pop}.pem", leaf.cert_pem)
             atomic_write(pki / f"edge-{pop}.key", leaf.key_pem, mode=0o600)
+        # The broker's TLS listener; every client dials it through a proxy on HOST.
+        broker_tls = provision_broker_tls(pki, dns_names=("localhost",), ip_addresses=(HOST,))
         # Provisioning: the control plane's configuration key; edges get only its public half.
         load_or_create_signing_key(
             self.state_dir / "controlplane" / PRIVATE_KEY_FILE, pki / PUBLIC_KEY_FILE
         )
+        return broker_tls
 
     def _proxy_plan(self) -> list[dict[str, Any]]:
         upstreams: dict[str, str] = {
@@ -259,7 +265,7 @@ class LocalStack(StackLayout):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
         self._allocate_ports()
-        self._write_pki()
+        broker_tls = self._write_pki()
         broker_auth = provision_broker_auth(self.broker_auth_dir, self.topology.pops)
         self.broker_credentials = broker_auth.credentials
         timeout = self.ready_timeout
@@ -282,6 +288,10 @@ class LocalStack(StackLayout):
             self.broker_implementation,
             "--users-file",
             str(broker_auth.users_file),
+            "--tls-cert",
+            str(broker_tls.cert_file),
+            "--tls-key",
+            str(broker_tls.key_file),
         )
         await broker.start()
         if "faultproxy" in self.processes:
@@ -304,6 +314,8 @@ class LocalStack(StackLayout):
             self.proxy_address("cp-broker"),
             "--broker-credentials",
             str(self.broker_credentials[CONTROLPLANE_USER]),
+            "--broker-ca",
+            str(self.broker_ca_file),
             *(
                 ("--legacy-dns-grace", str(self.legacy_dns_grace))
                 if self.legacy_dns_grace is not None
@@ -463,6 +475,8 @@ class LocalStack(StackLayout):
             self.proxy_address(f"edge-{pop}-broker"),
             "--broker-credentials",
             str(self.broker_credentials[edge_username(pop)]),
+            "--broker-ca",
+            str(self.broker_ca_file),
             "--api",
             self.proxy_address(f"edge-{pop}-api"),
             "--cache-dir",

@@ -122,10 +122,16 @@ class BrokerUser:
 
 
 class BrokerUsers:
-    """The users file: who may connect, with which password, to do what."""
+    """The users file: who may connect, with which password, to do what.
 
-    def __init__(self, users: Iterable[BrokerUser]) -> None:
+    ``bind_client_ids`` (the default): a client's MQTT client id is its username, so a user
+    cannot connect with another client's id and take its session over. The embedded broker
+    refuses any other id (CONNACK 5); mosquitto is run with ``use_username_as_clientid``.
+    """
+
+    def __init__(self, users: Iterable[BrokerUser], *, bind_client_ids: bool = True) -> None:
         self.users = {user.username: user for user in users}
+        self.bind_client_ids = bind_client_ids
 
     def authenticate(self, username: str | None, password: bytes | None) -> BrokerUser | None:
         """The user when ``username``/``password`` are right, else None (anonymous: None)."""
@@ -151,6 +157,9 @@ class BrokerUsers:
                 )
                 for entry in data["users"]
             ]
+            bind_client_ids = data.get("bind_client_ids", True)
+            if not isinstance(bind_client_ids, bool):
+                raise TypeError(f"bind_client_ids must be true or false, not {bind_client_ids!r}")
         except OSError as exc:
             raise BrokerAuthError(
                 "broker_users_unreadable",
@@ -161,9 +170,10 @@ class BrokerUsers:
             raise BrokerAuthError(
                 "broker_users_malformed",
                 f"{path} is not a broker users file ({type(exc).__name__}: {exc}); expected "
-                '{"users": [{"username", "password_hash", "publish", "subscribe"}]}',
+                '{"users": [{"username", "password_hash", "publish", "subscribe"}], '
+                '"bind_client_ids": true}',
             ) from None
-        return cls(users)
+        return cls(users, bind_client_ids=bind_client_ids)
 
     def write(self, path: Path) -> None:
         data = {
@@ -175,7 +185,8 @@ class BrokerUsers:
                     "subscribe": list(user.subscribe),
                 }
                 for user in self.users.values()
-            ]
+            ],
+            "bind_client_ids": self.bind_client_ids,
         }
         atomic_write(Path(path), json.dumps(data, indent=2).encode() + b"\n", mode=0o600)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 from types import TracebackType
 from typing import TypeVar
@@ -50,9 +51,12 @@ class RawMqttClient:
         *,
         timeout: float = 5.0,
         credential: BrokerCredential | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> RawMqttClient:
-        """Open the TCP connection (no CONNECT is sent yet)."""
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        """Open the TCP connection, TLS with ``tls`` (no CONNECT is sent yet)."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls), timeout
+        )
         client = cls(reader, writer)
         client.credential = credential
         return client

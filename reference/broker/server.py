@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -49,6 +50,7 @@ from reference.broker.sessions import (
     Message,
     Session,
 )
+from reference.broker.tls import TLS_HANDSHAKE_TIMEOUT
 from reference.broker.topics import InvalidTopic, validate_topic_name
 from reference.logs import log_event
 
@@ -223,6 +225,17 @@ class ClientConnection:
             client_id = f"outlast-auto-{uuid.uuid4().hex}"
         if not self._authenticate(connect):
             return False
+        if self.user is not None and self.broker.users is not None:
+            if self.broker.users.bind_client_ids:
+                if connect.client_id not in ("", self.user.username):
+                    # Another client's id would take its session over (and kick it off).
+                    self._refuse_not_authorized(
+                        connect,
+                        f"client id {connect.client_id!r} is not the username "
+                        f"{self.user.username!r} (client ids are bound to users)",
+                    )
+                    return False
+                client_id = self.user.username
         if connect.will is not None:
             try:
                 validate_topic_name(connect.will.topic)
@@ -394,7 +407,9 @@ class EmbeddedBroker:
     saved (debounced by ``save_interval`` seconds, and at stop) to a file in it. With ``users``
     set, CONNECT needs a known username and its password (else CONNACK 5, not authorized) and
     every PUBLISH, will and SUBSCRIBE is checked against that user's ACL; ``users=None`` lets
-    anonymous clients do anything (in-process tests, ``--allow-anonymous``).
+    anonymous clients do anything (in-process tests, ``--allow-anonymous``). When the users
+    file binds client ids, a client id other than the username is refused (CONNACK 5) so no
+    user can take another client's session over. With ``tls`` set the listener speaks TLS only.
     """
 
     def __init__(
@@ -409,9 +424,11 @@ class EmbeddedBroker:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         users: BrokerUsers | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.users = users
+        self.tls = tls
         self.requested_port = port
         self.max_packet_size = max_packet_size
         self.connect_timeout = connect_timeout
@@ -442,7 +459,12 @@ class EmbeddedBroker:
             self.saver.path.parent.mkdir(parents=True, exist_ok=True)
             self.saver.load()
         self._server = await asyncio.start_server(
-            self._on_client, self.host, self.requested_port, reuse_address=True
+            self._on_client,
+            self.host,
+            self.requested_port,
+            reuse_address=True,
+            ssl=self.tls,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.tls is not None else None,
         )
         log_event(
             logger,
@@ -451,6 +473,7 @@ class EmbeddedBroker:
             port=self.port,
             persistence=str(self.saver.path) if self.saver else None,
             authentication="users file" if self.users is not None else "anonymous allowed",
+            tls=self.tls is not None,
         )
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

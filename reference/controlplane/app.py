@@ -20,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reference.broker.auth import BrokerCredential
+from reference.broker.tls import client_context
 from reference.config_signing import PRIVATE_KEY_FILE, load_or_create_signing_key
 from reference.controlplane.api import ControlPlaneApi, failure
 from reference.controlplane.broker_link import BrokerLink
@@ -165,8 +166,10 @@ class ControlPlane:
         legacy_dns_grace: float = DEFAULT_LEGACY_DNS_GRACE,
         signing_key: Path | None = None,
         broker_credentials: Path | None = None,
+        broker_ca: Path | None = None,
         limits: SlowClientLimits | None = None,
     ) -> None:
+        self.broker_ca = broker_ca
         self.limits = limits or SlowClientLimits()
         self.broker_credentials = broker_credentials
         self.data_dir = Path(data_dir)
@@ -211,6 +214,7 @@ class ControlPlane:
                     if self.broker_credentials is not None
                     else None
                 ),
+                tls=client_context(self.broker_ca) if self.broker_ca is not None else None,
             )
         if self.broker is not None:
             # Connections are only visible through the edges' snapshots (via the broker), so

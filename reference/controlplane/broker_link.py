@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 from typing import Any
 
 import aiomqtt
@@ -71,8 +72,11 @@ class BrokerLink:
         keepalive: int = 5,
         signer: ConfigSigner | None = None,
         credential: BrokerCredential | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.credential = credential
+        self.tls = tls
+        """Verifying TLS context for the broker (``--broker-ca``); None: plaintext MQTT."""
         """Username and password at the broker; None only for an anonymous (test) broker."""
         self.signer = signer
         """Signs every configuration message (edges apply only signed ones); None only in
@@ -133,8 +137,10 @@ class BrokerLink:
         async with aiomqtt.Client(
             self.host,
             self.port,
-            identifier=self.client_id,
+            # A broker that binds client ids to users accepts only the username as the id.
+            identifier=self.credential.username if self.credential else self.client_id,
             username=self.credential.username if self.credential else None,
+            tls_context=self.tls,
             password=self.credential.password if self.credential else None,
             clean_session=False,
             keepalive=self.keepalive,

@@ -11,6 +11,7 @@ import click
 
 from reference.addresses import HostPort
 from reference.broker.auth import BrokerAuthError, BrokerCredential
+from reference.broker.tls import BrokerTlsError, client_context
 from reference.connector.api_client import ApiClient, ApiError
 from reference.logs import configure_logging
 
@@ -73,6 +74,14 @@ from reference.logs import configure_logging
     "`outlast stack up` writes controlplane.credentials.json). Without it the control plane "
     "connects anonymously, which a broker run with --users-file refuses.",
 )
+@click.option(
+    "--broker-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA certificate (PEM) of the broker's TLS listener: the broker link speaks TLS and "
+    "refuses a broker whose certificate does not chain to it or does not name the address "
+    "dialled. `outlast stack up` passes pki/broker-ca.pem. Without it: plaintext MQTT.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     data_dir: Path,
@@ -83,6 +92,7 @@ def serve_command(
     legacy_dns_grace: float,
     signing_key: Path | None,
     broker_credentials: Path | None,
+    broker_ca: Path | None,
     log_level: str,
 ) -> None:
     """Run the control plane (REST API, SQLite, CA, config publisher) in the foreground."""
@@ -99,12 +109,15 @@ def serve_command(
         legacy_dns_grace=legacy_dns_grace,
         signing_key=signing_key,
         broker_credentials=broker_credentials,
+        broker_ca=broker_ca,
     )
-    if broker_credentials is not None:
-        try:
+    try:
+        if broker_credentials is not None:
             BrokerCredential.load(broker_credentials)
-        except BrokerAuthError as exc:
-            raise click.ClickException(str(exc)) from None
+        if broker_ca is not None:
+            client_context(broker_ca)
+    except (BrokerAuthError, BrokerTlsError) as exc:
+        raise click.ClickException(str(exc)) from None
     asyncio.run(serve_forever(control_plane))
 
 

@@ -47,6 +47,14 @@ Address = tuple[str, int]
     "a broker run with --users-file refuses.",
 )
 @click.option(
+    "--broker-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA certificate (PEM) of the broker's TLS listener: the broker link speaks TLS and "
+    "refuses a broker whose certificate does not chain to it or does not name the address "
+    "dialled. `outlast stack up` passes pki/broker-ca.pem. Without it: plaintext MQTT.",
+)
+@click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
@@ -156,6 +164,7 @@ def serve_command(
     dns_listen: Address,
     broker: Address,
     broker_credentials: Path | None,
+    broker_ca: Path | None,
     cache_dir: Path,
     tls_cert: Path,
     tls_key: Path,
@@ -188,6 +197,7 @@ def serve_command(
         dns_listen=dns_listen,
         broker=broker,
         broker_credentials=broker_credentials,
+        broker_ca=broker_ca,
         cache_dir=cache_dir,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,9 +70,12 @@ class ConfigSync:
         backoff_cap: float = 5.0,
         keepalive: int = 5,
         credential: BrokerCredential | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.pop = pop
         self.credential = credential
+        self.tls = tls
+        """Verifying TLS context for the broker (``--broker-ca``); None: plaintext MQTT."""
         """Username and password at the broker (``edge-<pop>``); None: anonymous (tests)."""
         self.broker_host = broker_host
         self.broker_port = broker_port
@@ -155,8 +159,10 @@ class ConfigSync:
         client = aiomqtt.Client(
             self.broker_host,
             self.broker_port,
-            identifier=f"outlast-edge-{self.pop}",
+            # A broker that binds client ids to users accepts only the username as the id.
+            identifier=self.credential.username if self.credential else f"outlast-edge-{self.pop}",
             username=self.credential.username if self.credential else None,
+            tls_context=self.tls,
             password=self.credential.password if self.credential else None,
             clean_session=True,
             keepalive=self.keepalive,

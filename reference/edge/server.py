@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from reference.broker.auth import BrokerCredential
+from reference.broker.tls import client_context
 from reference.config_signing import load_verifier
 from reference.edge.cache_store import CachePersister, load_cache
 from reference.edge.cloudflared_tunnel import accept_cloudflared
@@ -89,6 +90,9 @@ class EdgeConfig:
     #: This PoP's broker username and password (``edge-<pop>``, JSON file, mode 0600); None
     #: connects anonymously (only an anonymous test broker accepts that).
     broker_credentials: Path | None = None
+    #: CA certificate (PEM) of the broker's TLS listener: the broker link speaks TLS and checks
+    #: the broker's certificate against it; None: plaintext MQTT.
+    broker_ca: Path | None = None
     #: Second tunnel listener speaking cloudflared's HTTP/2 transport (docs/cloudflared.md); its
     #: certificate must name ``h2.cftunnel.com`` (default: ``tls_cert``/``tls_key``).
     cloudflared_listen: Address | None = None
@@ -175,6 +179,7 @@ class EdgeServer:
                 if cfg.broker_credentials is not None
                 else None
             ),
+            tls=client_context(cfg.broker_ca) if cfg.broker_ca is not None else None,
         )
         persister, sync = self.persister, self.sync
         metrics = EdgeMetrics(

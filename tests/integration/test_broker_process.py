@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -44,7 +45,8 @@ from reference.broker.packets import (
     Will,
 )
 from reference.broker.persistence import STATE_FILE_NAME
-from reference.broker.probe import RawMqttClient
+from reference.broker.probe import ConnectionClosed, RawMqttClient
+from reference.broker.tls import client_context, provision_broker_tls
 
 HOST = "127.0.0.1"
 MOSQUITTO_MISSING = (
@@ -64,24 +66,35 @@ IMPLEMENTATIONS = [
 TESTER = "tester"
 
 
-def write_users_file(path: Path) -> dict[str, BrokerCredential]:
+def write_users_file(path: Path, *, bind_client_ids: bool) -> dict[str, BrokerCredential]:
     """The Outlast users (control plane, edge-ams, edge-fra) plus ``tester``, who may publish
-    and subscribe anything (for the protocol tests); returns every client's credential."""
+    and subscribe anything (for the protocol tests); returns every client's credential.
+
+    The protocol tests open many ``tester`` clients with ids of their own, so they run with
+    ``bind_client_ids`` off; the stack's users file has it on."""
     users, credentials = outlast_users(["ams", "fra"])
     tester, credentials[TESTER] = new_user(TESTER, ["#"], ["#"])
-    BrokerUsers([*users.users.values(), tester]).write(path)
+    BrokerUsers([*users.users.values(), tester], bind_client_ids=bind_client_ids).write(path)
     return credentials
 
 
 class BrokerProcess:
     """One `outlast serve broker` process, restartable on the same port and data dir."""
 
-    def __init__(self, implementation: str, tmp_path: Path) -> None:
+    def __init__(self, implementation: str, tmp_path: Path, *, hardened: bool = False) -> None:
+        """``hardened``: as the stack runs it, a TLS-only listener and client ids bound to
+        users; else plaintext and free client ids (the protocol tests)."""
         self.implementation = implementation
         self.port = free_port()
         self.data_dir = tmp_path / "broker-data"
         self.users_file = tmp_path / "broker-users.json"
-        self.credentials = write_users_file(self.users_file)
+        self.credentials = write_users_file(self.users_file, bind_client_ids=hardened)
+        self.tls: ssl.SSLContext | None = None
+        tls_args: tuple[str, ...] = ()
+        if hardened:
+            files = provision_broker_tls(tmp_path / "pki", ip_addresses=(HOST,))
+            self.tls = client_context(files.ca_file)
+            tls_args = ("--tls-cert", str(files.cert_file), "--tls-key", str(files.key_file))
         self.process = ManagedProcess(
             f"broker-{implementation}",
             outlast_argv(
@@ -95,6 +108,7 @@ class BrokerProcess:
                 implementation,
                 "--users-file",
                 str(self.users_file),
+                *tls_args,
             ),
             tmp_path / "broker.log",
         )
@@ -126,13 +140,14 @@ class BrokerProcess:
             identifier=identifier or f"t-{uuid.uuid4().hex[:12]}",
             username=credential.username,
             password=credential.password,
+            tls_context=self.tls,
             **kwargs,  # type: ignore[arg-type]
         )
 
     async def raw(self, user: str | None = TESTER) -> RawMqttClient:
         """A packet-level client whose CONNECT carries ``user``'s credential (None: none)."""
         credential = self.credentials[user] if user is not None else None
-        return await RawMqttClient.open(HOST, self.port, credential=credential)
+        return await RawMqttClient.open(HOST, self.port, credential=credential, tls=self.tls)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -594,3 +609,93 @@ async def test_a_broker_needs_a_users_file_or_an_explicit_allow_anonymous(
             await process.wait()
     assert process.returncode == 2
     assert b"--users-file" in stderr and b"--allow-anonymous" in stderr
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def hardened_broker(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BrokerProcess]:
+    """The broker as the stack runs it: TLS only, client ids bound to usernames."""
+    under_test = BrokerProcess(request.param, tmp_path, hardened=True)
+    async with under_test.process:
+        await under_test.start()
+        yield under_test
+
+
+async def test_a_tls_broker_refuses_plaintext_clients(hardened_broker: BrokerProcess) -> None:
+    """No plaintext listener: a plaintext CONNECT (right password) gets no CONNACK."""
+    credential = hardened_broker.credentials[CONTROLPLANE_USER]
+    plain = await RawMqttClient.open(HOST, hardened_broker.port, credential=credential)
+    async with plain:
+        with pytest.raises((ConnectionClosed, ConnectionError, TimeoutError)):
+            await plain.connect(CONTROLPLANE_USER, timeout=5.0)
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            HOST,
+            hardened_broker.port,
+            identifier=CONTROLPLANE_USER,
+            username=credential.username,
+            password=credential.password,
+            timeout=5.0,
+        ):
+            pass
+    async with await hardened_broker.raw(user=CONTROLPLANE_USER) as over_tls:
+        assert (await over_tls.connect(CONTROLPLANE_USER)).return_code == 0
+
+
+async def test_a_client_that_does_not_trust_the_broker_ca_fails(
+    hardened_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A broker certificate from another CA (or none) is refused by the client: the
+    verifying context the control plane and the edges use fails the handshake."""
+    other = provision_broker_tls(tmp_path / "other-pki", ip_addresses=(HOST,))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await RawMqttClient.open(HOST, hardened_broker.port, tls=client_context(other.ca_file))
+    with pytest.raises(ssl.SSLCertVerificationError):  # the system's CAs do not help either
+        await RawMqttClient.open(HOST, hardened_broker.port, tls=ssl.create_default_context())
+    credential = hardened_broker.credentials[EDGE_AMS]
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            HOST,
+            hardened_broker.port,
+            identifier=EDGE_AMS,
+            username=credential.username,
+            password=credential.password,
+            tls_context=client_context(other.ca_file),
+            timeout=5.0,
+        ):
+            pass
+
+
+async def test_a_user_cannot_take_over_another_clients_session(
+    hardened_broker: BrokerProcess,
+) -> None:
+    """edge-ams connecting with the control plane's client id must not kick the control plane
+    off (MQTT session takeover). Embedded: CONNACK 5; mosquitto (use_username_as_clientid):
+    accepted, but as client id ``edge-ams``. Either way the control plane keeps its session."""
+    async with hardened_broker.client(CONTROLPLANE_USER, user=CONTROLPLANE_USER) as cp:
+        await cp.subscribe("outlast/v1/events/+", qos=1)
+        async with await hardened_broker.raw(user=EDGE_AMS) as attacker:
+            connack = await attacker.connect(CONTROLPLANE_USER, keepalive=30)
+            if hardened_broker.implementation == "embedded":
+                assert connack.return_code == NOT_AUTHORIZED
+            else:
+                assert connack.return_code == 0
+            await asyncio.sleep(0.5)  # a takeover would have closed cp's connection by now
+        async with hardened_broker.client(EDGE_FRA, user=EDGE_FRA) as fra:
+            await fra.publish("outlast/v1/events/fra", b"still here", qos=1)
+        [event] = await receive(cp, 1)  # raises MqttError if cp was disconnected
+        assert payload_of(event) == b"still here"
+        await cp.publish("outlast/v1/tunnels/after", b"", qos=1)  # the session still works
+
+
+async def test_client_ids_are_the_usernames(hardened_broker: BrokerProcess) -> None:
+    """A client id equal to the username (what the stack's clients send) and an empty one
+    (given the username) are accepted; embedded refuses any other id with CONNACK 5."""
+    async with await hardened_broker.raw(user=EDGE_AMS) as own:
+        assert (await own.connect(EDGE_AMS)).return_code == 0
+    async with await hardened_broker.raw(user=EDGE_AMS) as empty:
+        assert (await empty.connect("")).return_code == 0
+    if hardened_broker.implementation == "embedded":
+        async with await hardened_broker.raw(user=EDGE_AMS) as other:
+            assert (await other.connect("edge-ams-2")).return_code == NOT_AUTHORIZED
