@@ -68,13 +68,28 @@ def build_command(offline: bool, rebuild_base: bool, cache_dir: Path) -> None:
     help="The control plane's configuration key (created if missing); its public half is "
     "written to PKI_DIR/config-signing.pub for the edges.",
 )
+@click.option(
+    "--broker-auth-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the broker's users, ACLs and TLS files (subdirectory broker/) and each "
+    "client's credentials and the broker CA (one subdirectory per client) are written "
+    "(kept if present).",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the proxy.")
-def setup_command(faultproxy: str, pki_dir: Path, signing_key: Path | None, timeout: float) -> None:
-    """Write the edges' TLS certificates and create every fault-proxy link (one-shot)."""
+def setup_command(
+    faultproxy: str,
+    pki_dir: Path,
+    signing_key: Path | None,
+    broker_auth_dir: Path | None,
+    timeout: float,
+) -> None:
+    """Write the edges' certificates and the broker's users and TLS files, and create every
+    fault-proxy link (one-shot)."""
     from harness.compose.steps import StepError, setup
 
     try:
-        result = setup(faultproxy.rstrip("/"), pki_dir, timeout, signing_key)
+        result = setup(faultproxy.rstrip("/"), pki_dir, timeout, signing_key, broker_auth_dir)
     except StepError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))

@@ -41,6 +41,17 @@ EDGE_CA_FILE = f"{PKI_DIR}/edge-ca.pem"
 #: Public half of the control plane's configuration-signing key (docs/security.md).
 CONFIG_KEY_FILE = f"{PKI_DIR}/config-signing.pub"
 ORIGINCERT_FILE = f"{HOME_DIR}/cert.pem"
+#: The ``setup`` service writes the broker's users and TLS files here, one volume per
+#: directory: ``broker`` (mounted by the broker only) and one per client (mounted by it only).
+BROKER_AUTH_DIR = f"{DATA_ROOT}/broker-auth"
+#: Where the broker container mounts its directory (mosquitto.conf names these files).
+BROKER_FILES_DIR = "/mosquitto/auth"
+#: Where the control plane and each edge mount their own client directory.
+BROKER_CLIENT_DIR = f"{DATA_ROOT}/broker-client"
+BROKER_CREDENTIALS_FILE = "credentials.json"
+BROKER_CA_FILE = "broker-ca.pem"
+#: The broker's health check logs in as this user; it may only read ``$SYS/broker/uptime``.
+BROKER_HEALTH_USER = "health"
 BOOTSTRAP_FILE = f"{HOME_DIR}/bootstrap.json"
 
 #: Port of each proxy inside the fault-proxy container (fixed, so the Compose file can name them).
@@ -154,6 +165,16 @@ def connector_command(
     return [*command, *extra]
 
 
+def broker_client_options() -> list[str]:
+    """``--broker-credentials`` and ``--broker-ca`` of a broker client, from its own volume."""
+    return [
+        "--broker-credentials",
+        f"{BROKER_CLIENT_DIR}/{BROKER_CREDENTIALS_FILE}",
+        "--broker-ca",
+        f"{BROKER_CLIENT_DIR}/{BROKER_CA_FILE}",
+    ]
+
+
 def edge_command(pop: str) -> list[str]:
     """The ``edge-<pop>`` service's command: listeners, broker link, peer listener and peers."""
     command = [
@@ -172,6 +193,7 @@ def edge_command(pop: str) -> list[str]:
         f"0.0.0.0:{EDGE_METRICS_PORT}",
         "--broker",
         link(f"edge-{pop}-broker").faultproxy_address,
+        *broker_client_options(),
         "--cache-dir",
         EDGE_CACHE_DIR,
         "--tls-cert",
@@ -244,3 +266,13 @@ def service_of(component: str, tunnel: str = DEFAULT_TUNNEL) -> str:
     if component not in known:
         raise KeyError(component)
     return component
+
+
+def broker_clients() -> tuple[str, ...]:
+    """Broker users that are stack clients: the control plane and each edge."""
+    return ("controlplane", *(f"edge-{pop}" for pop in POPS))
+
+
+def broker_client_volume(client: str) -> str:
+    """The volume holding one broker client's credentials and the broker CA."""
+    return f"broker-client-{client}"

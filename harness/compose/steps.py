@@ -1,7 +1,8 @@
 """The Compose stack's one-shot steps, run inside containers of the Outlast image.
 
-* :func:`setup` (service ``setup``): the edges' TLS certificates in the ``pki`` volume, and every
-  fault-proxy link created with ``POST /populate`` (before any other service dials a proxy).
+* :func:`setup` (service ``setup``): the edges' TLS certificates in the ``pki`` volume, the
+  broker's users, ACLs and TLS files (:func:`write_broker_auth`), and every fault-proxy link
+  created with ``POST /populate`` (before any other service dials a proxy).
 * :func:`bootstrap` (service ``bootstrap``): account, zone, user, ``tunnel login``,
   ``tunnel create`` and ``tunnel route dns`` through the real CLIs, writing ``cert.pem``,
   ``<tunnel>.json`` and ``bootstrap.json`` into the ``home`` volume for the connector.
@@ -23,6 +24,9 @@ import httpx
 
 from harness.compose import plan
 from harness.stack.process import outlast_argv
+from reference.broker.auth import BrokerUsers, new_user, outlast_users
+from reference.broker.mosquitto import write_auth_files
+from reference.broker.tls import provision_broker_tls
 from reference.config_signing import PUBLIC_KEY_FILE, load_or_create_signing_key
 from reference.files import atomic_write
 from reference.pki import create_ca, issue_certificate
@@ -53,6 +57,49 @@ def write_pki(pki_dir: Path, pops: tuple[str, ...] = plan.POPS) -> bool:
         atomic_write(pki_dir / f"edge-{pop}.pem", leaf.cert_pem)
         atomic_write(pki_dir / f"edge-{pop}.key", leaf.key_pem, mode=0o600)
     atomic_write(ca_path, ca.cert_pem)  # last: its presence means the set is complete
+    return True
+
+
+def write_broker_auth(auth_dir: Path, pops: tuple[str, ...] = plan.POPS) -> bool:
+    """The broker's files and each client's, unless present; True if created.
+
+    ``auth_dir/broker`` (the broker's volume): mosquitto's password and ACL files, its TLS
+    certificate and key, and the health-check user's ``mosquitto_sub`` options file.
+    ``auth_dir/<client>`` (that client's volume only): its credentials and the broker CA.
+    Secrets are mode 0600, owned by the image's user; the CA key is never written.
+    """
+    broker_dir = auth_dir / "broker"
+    clients = plan.broker_clients()
+    done_marker = broker_dir / plan.BROKER_CA_FILE
+    wanted = [done_marker, *(auth_dir / c / plan.BROKER_CREDENTIALS_FILE for c in clients)]
+    if all(path.exists() for path in wanted):
+        return False
+    users, credentials = outlast_users(pops)
+    health, health_credential = new_user(plan.BROKER_HEALTH_USER, (), ("$SYS/broker/uptime",))
+    broker_users = BrokerUsers([*users.users.values(), health])
+    write_auth_files(broker_dir, broker_users)
+    tls = provision_broker_tls(
+        auth_dir / "tls-staging",
+        dns_names=(plan.FAULTPROXY_SERVICE, "broker", "localhost"),
+        ip_addresses=("127.0.0.1",),
+    )
+    ca_pem = tls.ca_file.read_bytes()
+    atomic_write(broker_dir / "broker.pem", tls.cert_file.read_bytes())
+    atomic_write(broker_dir / "broker.key", tls.key_file.read_bytes(), mode=0o600)
+    for path in (tls.ca_file, tls.cert_file, tls.key_file):
+        path.unlink()
+    tls.ca_file.parent.rmdir()
+    # mosquitto_sub reads $XDG_CONFIG_HOME/mosquitto_sub: the health check's password stays
+    # in this file, out of the Compose file and the container's environment.
+    options = (
+        f"-u {health_credential.username}\n-P {health_credential.password}\n"
+        f"--cafile {plan.BROKER_FILES_DIR}/{plan.BROKER_CA_FILE}\n"
+    )
+    atomic_write(broker_dir / "health" / "mosquitto_sub", options.encode(), mode=0o600)
+    for client in clients:
+        credentials[client].write(auth_dir / client / plan.BROKER_CREDENTIALS_FILE)
+        atomic_write(auth_dir / client / plan.BROKER_CA_FILE, ca_pem)
+    atomic_write(done_marker, ca_pem)  # last: its presence means the set is complete
     return True
 
 
@@ -90,14 +137,20 @@ def write_signing_key(signing_key: Path, pki_dir: Path) -> None:
 
 
 def setup(
-    faultproxy_url: str, pki_dir: Path, timeout: float = 60.0, signing_key: Path | None = None
+    faultproxy_url: str,
+    pki_dir: Path,
+    timeout: float = 60.0,
+    signing_key: Path | None = None,
+    broker_auth_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The ``setup`` service: certificates and the configuration key, then proxies."""
+    """The ``setup`` service: certificates, the configuration key and the broker's users and
+    TLS files, then proxies."""
     created = write_pki(pki_dir)
     if signing_key is not None:
         write_signing_key(signing_key, pki_dir)
+    broker_created = write_broker_auth(broker_auth_dir) if broker_auth_dir is not None else False
     proxies = populate(faultproxy_url, timeout)
-    return {"pki_created": created, "proxies": proxies}
+    return {"pki_created": created, "broker_auth_created": broker_created, "proxies": proxies}
 
 
 @dataclass(frozen=True)

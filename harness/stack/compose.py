@@ -9,7 +9,8 @@ port on 127.0.0.1; ``down`` removes the project's containers, networks and volum
 that none is left. Stopping, killing, pausing and restarting one component goes through the
 docker SDK. ``endpoints()`` has the same shape as :meth:`LocalStack.endpoints`; the secrets the
 harness needs on the host (admin token, ``cert.pem`` for the published API, the tunnel's
-credentials, the edge CA) are copied out of the containers into ``<state_dir>``.
+credentials, the edge CA, each broker client's credentials and the broker CA) are copied out of
+the containers into ``<state_dir>``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class ComposeStack(StackLayout):
         self.ports: dict[str, int] = {}
         self.tunnel_ids: dict[str, str] = {}
         self.credentials_files: dict[str, Path] = {}
+        self.broker_credentials: dict[str, Path] = {}
+        """Host copies of each broker client's credentials (``controlplane``, ``edge-<pop>``)."""
         self.api_token: str | None = None
         self.account_id: str | None = None
         self.zone_id: str | None = None
@@ -186,8 +189,9 @@ class ComposeStack(StackLayout):
             "broker": f"broker:{plan.BROKER_PORT}",
             "origin_url": f"http://{_addr(self.ports['origin'])}",
             "origin": {"kind": "reference", "url": f"http://{_addr(self.ports['origin'])}"},
-            # The Compose broker still takes anonymous clients (docs/security.md: open).
-            "broker_credentials": {},
+            # Copies of each client's broker credentials (the broker is TLS-only, with users).
+            "broker_credentials": {name: str(p) for name, p in self.broker_credentials.items()},
+            "broker_ca": str(self.broker_ca_file),
             "faultproxy": {
                 "url": self.faultproxy_url,
                 "proxies": {
@@ -434,6 +438,17 @@ class ComposeStack(StackLayout):
         path = self.home / f"{tunnel}.json"
         atomic_write(path, credentials, mode=0o400)
         self.credentials_files[tunnel] = path
+        client_dir = plan.BROKER_CLIENT_DIR
+        ca_path = f"{client_dir}/{plan.BROKER_CA_FILE}"
+        broker_ca = await asyncio.to_thread(read, "controlplane", ca_path)
+        atomic_write(self.broker_ca_file, broker_ca)
+        for client in plan.broker_clients():
+            credential = await asyncio.to_thread(
+                read, client, f"{client_dir}/{plan.BROKER_CREDENTIALS_FILE}"
+            )
+            path = self.broker_auth_dir / f"{client}.credentials.json"
+            atomic_write(path, credential, mode=0o600)
+            self.broker_credentials[client] = path
 
     async def _login_on_host(self) -> None:
         """A host ``cert.pem`` naming the published API (the container's names the proxy)."""

@@ -174,3 +174,85 @@ def test_service_of_maps_anycast_and_every_replica() -> None:
     assert plan.service_of("connector-api-2", "api") == "connector-2"
     with pytest.raises(KeyError):
         plan.service_of("connector-other")
+
+
+def test_the_compose_broker_is_tls_only_with_users_acls_and_bound_client_ids() -> None:
+    conf = (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text()
+    lines = {line.split(" ", 1)[0]: line for line in conf.splitlines() if line and line[0] != "#"}
+    assert [ln for ln in conf.splitlines() if ln.startswith("listener ")] == [
+        "listener 1883 0.0.0.0"
+    ]
+    assert lines["allow_anonymous"] == "allow_anonymous false"
+    assert lines["use_username_as_clientid"] == "use_username_as_clientid true"
+    for option, name in (
+        ("certfile", "broker.pem"),
+        ("keyfile", "broker.key"),
+        ("password_file", "mosquitto.passwd"),
+        ("acl_file", "mosquitto.acl"),
+    ):
+        assert lines[option] == f"{option} {plan.BROKER_FILES_DIR}/{name}", option
+
+
+def test_each_broker_client_mounts_only_its_own_credentials() -> None:
+    """No container holds another client's broker password, and none is in the Compose file's
+    environment; the broker's own volume is mounted by ``setup`` and the broker only."""
+    services = _load("compose.yaml")["services"]
+    for name, spec in services.items():
+        for variable in spec.get("environment", {}):
+            assert not any(w in variable for w in ("PASSWORD", "SECRET", "TOKEN")), name
+
+    def mounts(service: str) -> set[str]:
+        return {str(v).split(":")[0] for v in services[service].get("volumes", [])}
+
+    broker_volumes = {"broker-auth-broker"} | {
+        plan.broker_client_volume(c) for c in plan.broker_clients()
+    }
+    for name in services:
+        held = mounts(name) & broker_volumes
+        if name == "setup":
+            assert held == broker_volumes
+        elif name == "broker":
+            assert held == {"broker-auth-broker"}
+        elif name in plan.broker_clients():
+            assert held == {plan.broker_client_volume(name)}, name
+            own = f"{plan.broker_client_volume(name)}:{plan.BROKER_CLIENT_DIR}:ro"
+            assert own in services[name]["volumes"], name
+            command = services[name]["command"]
+            for option, value in zip(
+                plan.broker_client_options()[::2], plan.broker_client_options()[1::2], strict=True
+            ):
+                assert command[command.index(option) + 1] == value, (name, option)
+        else:
+            assert held == set(), name
+    assert services["broker"]["depends_on"]["setup"] == {
+        "condition": "service_completed_successfully"
+    }
+
+
+def test_setup_writes_the_broker_files_once_with_tight_modes(tmp_path: Path) -> None:
+    from harness.compose.steps import write_broker_auth
+    from reference.broker.auth import BrokerCredential, password_matches
+
+    auth = tmp_path / "broker-auth"
+    assert write_broker_auth(auth) is True
+    broker_dir = auth / "broker"
+    hashes = dict(
+        line.split(":", 1) for line in (broker_dir / "mosquitto.passwd").read_text().splitlines()
+    )
+    for client in plan.broker_clients():
+        credential = BrokerCredential.load(auth / client / plan.BROKER_CREDENTIALS_FILE)
+        assert credential.username == client
+        assert password_matches(hashes[client], credential.password)
+        assert (auth / client / plan.BROKER_CREDENTIALS_FILE).stat().st_mode & 0o077 == 0
+        assert (auth / client / plan.BROKER_CA_FILE).read_bytes() == (
+            broker_dir / plan.BROKER_CA_FILE
+        ).read_bytes()
+        assert sorted(p.name for p in (auth / client).iterdir()) == sorted(
+            [plan.BROKER_CA_FILE, plan.BROKER_CREDENTIALS_FILE]
+        )
+    for secret in ("broker.key", "mosquitto.passwd", "mosquitto.acl", "health/mosquitto_sub"):
+        assert (broker_dir / secret).stat().st_mode & 0o077 == 0, secret
+    assert not any("PRIVATE KEY" in p.read_text() for p in auth.rglob("*.pem"))
+    before = (auth / "controlplane" / plan.BROKER_CREDENTIALS_FILE).read_bytes()
+    assert write_broker_auth(auth) is False  # idempotent: a second `up` keeps the files
+    assert (auth / "controlplane" / plan.BROKER_CREDENTIALS_FILE).read_bytes() == before

@@ -110,6 +110,71 @@ async def test_containers_reach_each_other_only_through_the_fault_proxy(
     assert await dial("connector-web", "toxiproxy", 10001) == "reached"
 
 
+_BROKER_PROBE = """
+import asyncio, json, ssl, sys
+from reference.broker.probe import RawMqttClient
+from reference.broker.tls import client_context
+
+async def main() -> None:
+    host, port = sys.argv[1], int(sys.argv[2])
+    directory = "/var/lib/outlast/broker-client"
+    own = json.load(open(f"{directory}/credentials.json"))
+    tls = client_context(f"{directory}/broker-ca.pem")
+    answers = {"own_user": own["username"]}
+    try:
+        plain = await RawMqttClient.open(host, port)
+        answers["plaintext"] = (await plain.connect("probe", timeout=5)).return_code
+    except (ConnectionError, TimeoutError) as exc:
+        answers["plaintext"] = f"refused: {type(exc).__name__}"
+    try:
+        await RawMqttClient.open(host, port, tls=ssl.create_default_context())
+        answers["untrusted"] = "connected"
+    except ssl.SSLError as exc:
+        answers["untrusted"] = f"refused: {type(exc).__name__}"
+    async with await RawMqttClient.open(host, port, tls=tls) as anonymous:
+        answers["anonymous"] = (await anonymous.connect("probe")).return_code
+    async with await RawMqttClient.open(host, port, tls=tls) as client:
+        connack = await client.connect(own["username"], username=own["username"],
+                                       password=own["password"].encode())
+        answers["own_credentials"] = connack.return_code
+    print(json.dumps(answers))
+
+asyncio.run(main())
+"""
+
+
+async def test_the_broker_link_is_tls_with_users_and_no_client_holds_anothers_password(
+    stack: ComposeStack,
+) -> None:
+    """From inside edge-ams, through its broker link: plaintext and an untrusted CA fail,
+    anonymous is refused (5), its own credentials pass (0); its container holds only its own
+    broker credential (mode 0600) and the host copies are 0600 too."""
+    import json
+
+    code, output = await stack.exec_in(
+        "edge-ams", ["python", "-c", _BROKER_PROBE, "toxiproxy", "10021"]
+    )
+    assert code == 0, output
+    answers = json.loads(output.strip().splitlines()[-1])
+    assert answers["own_user"] == "edge-ams"
+    assert str(answers["plaintext"]).startswith("refused"), answers
+    assert str(answers["untrusted"]).startswith("refused"), answers
+    assert answers["anonymous"] == 5 and answers["own_credentials"] == 0, answers
+    code, listing = await stack.exec_in(
+        "edge-ams", ["sh", "-c", "stat -c '%a %n' /var/lib/outlast/broker-client/*"]
+    )
+    assert code == 0, listing
+    assert "600 /var/lib/outlast/broker-client/credentials.json" in listing
+    assert sorted(line.split("/")[-1] for line in listing.split()[1::2]) == [
+        "broker-ca.pem",
+        "credentials.json",
+    ]
+    endpoints = stack.endpoints()
+    assert set(endpoints["broker_credentials"]) == {"controlplane", "edge-ams", "edge-fra"}
+    for path in endpoints["broker_credentials"].values():
+        assert _mode(path) & 0o077 == 0, path
+
+
 async def test_anycast_entry_serves_visitors_dns_and_both_replicas(stack: ComposeStack) -> None:
     endpoints = stack.endpoints()
     tunnel = endpoints["tunnels"][0]
