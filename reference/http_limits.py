@@ -6,8 +6,11 @@ may take forever to send its first request's headers, or hold any number of conn
 
 - **connection cap**: beyond ``max_connections`` open connections a new one is answered
   ``503`` with ``Retry-After`` and closed (aiohttp never sees it);
-- **header timeout**: a connection whose first request's headers (up to the blank line) are not
-  complete within ``header_timeout`` seconds is answered ``408`` and closed;
+- **header timeout**: every request's headers (up to the blank line) must be complete within
+  ``header_timeout`` seconds, else ``408`` and the connection is closed. The first request's
+  timer starts when the connection opens; on a keep-alive connection each later request's timer
+  starts at its first byte, once the previous request's handler has returned (a connection
+  waiting between requests is bounded by the idle timeout instead);
 - **idle timeout**: aiohttp's ``keepalive_timeout`` closes a keep-alive connection with no
   complete request for ``idle_timeout`` seconds (:meth:`SlowClientLimits.runner_kwargs`);
 - **body idle timeout**: applied where a body is read (``reference.edge.request_body``,
@@ -15,7 +18,7 @@ may take forever to send its first request's headers, or hold any number of conn
   seconds is cut; a slow body that keeps progressing is never cut.
 
 WebSocket sessions and streamed responses are not affected: the header timer stops at the end
-of the first request's headers, and nothing here watches a connection after that.
+of a request's headers and starts again only after its handler has returned.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self.refused = False
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
+        self._awaiting_headers = True
+        """True between requests: the next bytes are a request's headers (and timed)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -79,9 +84,18 @@ class _GuardedProtocol(asyncio.Protocol):
             self.guard.on_limit("connection_cap")
             return
         self.guard.open_connections.add(self)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(limits.header_timeout, self._headers_timed_out)
+        self.guard.by_handler[self.inner] = self
+        self._start_header_timer()
         self.inner.connection_made(transport)
+
+    def _start_header_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.guard.limits.header_timeout, self._headers_timed_out)
+
+    def request_finished(self) -> None:
+        """The handler of the current request returned: the next bytes start a new request."""
+        self._awaiting_headers = True
+        self._tail = b""
 
     def _headers_timed_out(self) -> None:
         self._timer = None
@@ -93,11 +107,15 @@ class _GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
-        if self._timer is not None:
+        if self._awaiting_headers:
+            if self._timer is None:
+                self._start_header_timer()
             seen = self._tail + data
             if b"\r\n\r\n" in seen:
+                assert self._timer is not None
                 self._timer.cancel()
                 self._timer = None
+                self._awaiting_headers = False
             self._tail = seen[-3:]
         self.inner.data_received(data)
 
@@ -111,6 +129,7 @@ class _GuardedProtocol(asyncio.Protocol):
         if self.refused:
             return
         self.guard.open_connections.discard(self)
+        self.guard.by_handler.pop(self.inner, None)
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -138,6 +157,8 @@ class GuardedSite(web.TCPSite):
         self.limits = limits
         self.on_limit = on_limit
         self.open_connections: set[_GuardedProtocol] = set()
+        self.by_handler: dict[object, _GuardedProtocol] = {}
+        """The guard of each connection, by aiohttp's protocol (``request.protocol``)."""
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -145,6 +166,20 @@ class GuardedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         factory = server
+        handler = server.request_handler
+        guards = self.by_handler
+
+        async def handle_then_rearm(request: web.BaseRequest) -> web.StreamResponse:
+            # aiohttp takes server.request_handler for each new connection: after every
+            # request the connection's header timer is armed for the next one.
+            try:
+                return await handler(request)
+            finally:
+                guard = guards.get(request.protocol)
+                if guard is not None:
+                    guard.request_finished()
+
+        server.request_handler = handle_then_rearm
 
         def protocol() -> asyncio.Protocol:
             return _GuardedProtocol(factory(), self)

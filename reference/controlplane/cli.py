@@ -13,6 +13,7 @@ from reference.addresses import HostPort
 from reference.broker.auth import BrokerAuthError, BrokerCredential
 from reference.broker.tls import BrokerTlsError, client_context
 from reference.connector.api_client import ApiClient, ApiError
+from reference.http_limits_cli import limits_from_options, slow_client_options
 from reference.logs import configure_logging
 
 
@@ -82,6 +83,7 @@ from reference.logs import configure_logging
     "refuses a broker whose certificate does not chain to it or does not name the address "
     "dialled. `outlast stack up` passes pki/broker-ca.pem. Without it: plaintext MQTT.",
 )
+@slow_client_options("API listener")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     data_dir: Path,
@@ -93,6 +95,10 @@ def serve_command(
     signing_key: Path | None,
     broker_credentials: Path | None,
     broker_ca: Path | None,
+    header_timeout: float,
+    idle_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     log_level: str,
 ) -> None:
     """Run the control plane (REST API, SQLite, CA, config publisher) in the foreground."""
@@ -110,6 +116,7 @@ def serve_command(
         signing_key=signing_key,
         broker_credentials=broker_credentials,
         broker_ca=broker_ca,
+        limits=limits_from_options(header_timeout, idle_timeout, body_timeout, max_connections),
     )
     try:
         if broker_credentials is not None:

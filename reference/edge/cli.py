@@ -11,6 +11,8 @@ import click
 
 from reference.addresses import HostPort, parse_hostport
 from reference.edge.server import EdgeConfig, EdgeServer
+from reference.edge.visitor import VisitorSettings
+from reference.http_limits_cli import limits_from_options, slow_client_options
 from reference.logs import configure_logging, log_event
 from reference.wire import HeartbeatConfig
 
@@ -156,6 +158,7 @@ Address = tuple[str, int]
     default=None,
     help="PEM key for --cloudflared-listen (default: --tls-key).",
 )
+@slow_client_options("visitor listener")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(
     pop: str,
@@ -180,6 +183,10 @@ def serve_command(
     cloudflared_listen: Address | None,
     cloudflared_tls_cert: Path | None,
     cloudflared_tls_key: Path | None,
+    header_timeout: float,
+    idle_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     log_level: str,
 ) -> None:
     """Run an edge PoP: authenticates tunnel registrations from its local configuration cache,
@@ -212,6 +219,9 @@ def serve_command(
         cloudflared_listen=cloudflared_listen,
         cloudflared_tls_cert=cloudflared_tls_cert,
         cloudflared_tls_key=cloudflared_tls_key,
+        visitor=VisitorSettings(
+            limits=limits_from_options(header_timeout, idle_timeout, body_timeout, max_connections)
+        ),
     )
     try:
         asyncio.run(_run(config))

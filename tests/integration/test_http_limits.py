@@ -109,3 +109,28 @@ async def test_a_slow_progressing_body_is_served_and_a_stalled_one_is_cut(served
     writer.close()
     assert served.bodies == [6000, "stalled"]
     assert served.cuts == ["body_timeout"]
+
+
+async def _first_response(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+async def test_a_second_request_whose_headers_stall_is_cut_with_408(served: Served) -> None:
+    """The header timer applies to every request of a keep-alive connection, not only the
+    first: after a served request, a pause shorter than the idle timeout but longer than the
+    header timeout is fine; headers that then start and stall are cut with 408."""
+    reader, writer = await _open(served.port)
+    request = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    writer.write(request)
+    assert (await _first_response(reader)).startswith(b"HTTP/1.1 200 ")
+    await asyncio.sleep(LIMITS.header_timeout * 1.5)  # idle between requests: not timed
+    writer.write(request)
+    assert (await _first_response(reader)).startswith(b"HTTP/1.1 200 ")
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\n")  # ... and nothing more
+    answer = await asyncio.wait_for(reader.read(), LIMITS.idle_timeout)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert served.cuts == ["header_timeout"]
+    assert served.bodies == [2, 2]
