@@ -374,6 +374,21 @@ def down_command(state_dir: Path, timeout: float) -> None:
     for name in leftovers:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(data["components"][name]["pid"], signal.SIGKILL)
+    if data.get("backend") == "compose":
+        leftovers += _reap_compose_projects()
     (state_dir / "stack.json").unlink(missing_ok=True)
     suffix = f" (killed leftovers: {', '.join(leftovers)})" if leftovers else ""
     click.echo(f"stack in {state_dir} stopped{suffix}")
+
+
+def _reap_compose_projects() -> list[str]:
+    """Remove Compose projects whose owner died (a killed supervisor or `outlast run`)."""
+    from harness.compose.engine import EngineError, docker_client
+    from harness.compose.owner import reap_orphaned_projects
+
+    try:
+        client = docker_client()
+    except EngineError as exc:
+        click.echo(f"could not look for orphaned compose projects: {exc}", err=True)
+        return []
+    return [f"compose project {p}" for p in reap_orphaned_projects(client)]

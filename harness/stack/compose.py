@@ -31,6 +31,7 @@ import yaml
 
 from harness.compose import plan
 from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
+from harness.compose.owner import owner_labels, reap_orphaned_projects
 from harness.stack.base import StackError
 from harness.stack.layout import StackLayout
 from harness.stack.layout import address as _addr
@@ -106,6 +107,8 @@ class ComposeStack(StackLayout):
         self.tunnel_ids: dict[str, str] = {}
         self.credentials_files: dict[str, Path] = {}
         self.broker_credentials: dict[str, Path] = {}
+        self.reaped_projects: list[str] = []
+        """Projects of dead owners that ``up`` removed before starting this one."""
         """Host copies of each broker client's credentials (``controlplane``, ``edge-<pop>``)."""
         self.api_token: str | None = None
         self.account_id: str | None = None
@@ -319,10 +322,12 @@ class ComposeStack(StackLayout):
             seed=self.seed,
             regions=tuple(r.argument() for r in topo.visitor_regions),
         )
-        services: dict[str, Any] = {
-            "connector": {"command": command},
-            plan.ANYCAST_SERVICE: {"command": anycast},
-        }
+        # Every service names this process as its owner, so a later run (or `stack down`)
+        # removes the project if this process is killed before its teardown.
+        labels = owner_labels()
+        services: dict[str, Any] = {name: {"labels": labels} for name in _compose_file_services()}
+        services["connector"]["command"] = command
+        services[plan.ANYCAST_SERVICE]["command"] = anycast
         volumes: dict[str, Any] = {}
         networks: dict[str, Any] = {}
         if len(self.tunnel.connectors) > 1:
@@ -330,6 +335,7 @@ class ComposeStack(StackLayout):
             for replica, component in enumerate(self.tunnel.connectors[1:], start=2):
                 service = plan.connector_service(replica)
                 services[service] = self._replica_service(base, component, replica, command)
+                services[service]["labels"] = labels
                 volumes[f"connector-state-{replica}"] = {}
                 networks[f"pub-{service}"] = {}
         override: dict[str, Any] = {"services": services}
@@ -377,6 +383,7 @@ class ComposeStack(StackLayout):
     async def _start_all(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
+        self.reaped_projects = await asyncio.to_thread(reap_orphaned_projects, self._docker())
         self._allocate_ports()
         await asyncio.to_thread(self._offline)  # decide once, before the first compose call
         self._write_run_override()
