@@ -93,7 +93,11 @@ def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stac
         return ComposeStack(
             state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args
         )
-    raise ValueError(f"unknown backend {options.backend!r} (available: local, compose)")
+    if options.backend == "swarm":
+        from harness.stack.swarm import SwarmStack
+
+        return SwarmStack(state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args)
+    raise ValueError(f"unknown backend {options.backend!r} (available: local, compose, swarm)")
 
 
 def effective_scenario(scenario: Scenario, options: RunOptions) -> Scenario:

@@ -68,3 +68,21 @@ def status_command(state_dir: Path) -> None:
         click.echo(json.dumps(_cluster(state_dir).status(), indent=2))
     except SwarmError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@swarm_group.command(name="gateway")
+@click.option("--forward", "forwards", multiple=True, required=True,
+              help="tcp|udp:LISTEN_PORT=SERVICE:PORT (repeatable).")
+def gateway_command(forwards: tuple[str, ...]) -> None:
+    """Relay published ports to the stack's services (runs inside the gateway container)."""
+    import asyncio
+    import logging
+
+    from harness.swarm.gateway import Forward, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        parsed = [Forward.parse(text) for text in forwards]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--forward") from None
+    asyncio.run(serve(parsed))

@@ -479,7 +479,10 @@ class SwarmCluster:
                 for network in client.networks.list(names=["docker_gwbridge"]):
                     with contextlib.suppress(docker.errors.APIError):
                         network.remove()
-        for volume in client.volumes.list(filters={"label": NODE_LABEL}):
+        stack_volumes = [
+            v for v in client.volumes.list() if _outlast_stack({"Labels": v.attrs.get("Labels")})
+        ]
+        for volume in [*client.volumes.list(filters={"label": NODE_LABEL}), *stack_volumes]:
             with contextlib.suppress(docker.errors.APIError):
                 volume.remove(force=True)
         for network in client.networks.list(filters={"label": NODE_LABEL}):
@@ -521,7 +524,11 @@ class SwarmCluster:
         label = {"label": NODE_LABEL}
         left: dict[str, list[str]] = {
             "containers": [c.name for c in client.containers.list(all=True, filters=label)],
-            "volumes": [v.name for v in client.volumes.list(filters=label)],
+            "volumes": [
+                v.name for v in client.volumes.list()
+                if (v.attrs.get("Labels") or {}).get(NODE_LABEL)
+                or _outlast_stack({"Labels": v.attrs.get("Labels")})
+            ],
             "networks": [n.name for n in client.networks.list(filters=label)],
             "nodes": [],
             "services": [],
