@@ -316,16 +316,23 @@ class SwarmStack(ComposeStack):
             raise StackError(f"swarm stack {self.project} left {left} behind")
 
     def _save_logs(self) -> None:
+        """Each component's running task log, read on its node (``docker service logs`` can
+        hang on a node that went away)."""
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for name in self.topology.components:
-            with contextlib.suppress(Exception):
-                done = subprocess.run(
-                    [_docker_cli(), "service", "logs", "--timestamps", "--no-task-ids",
-                     self._swarm_service(name)],
-                    capture_output=True, timeout=20, check=False,
-                )
-                (logs / f"{name}.log").write_bytes(done.stdout + done.stderr)
+            try:
+                worker, container = self.task_container(name)
+                if worker is None:
+                    raw = self.cluster.client.containers.get(container).logs(timestamps=True)
+                    text = raw.decode(errors="replace")
+                else:
+                    _code, text = self.cluster.node_exec(
+                        worker, ["docker", "logs", "--timestamps", container], timeout=20
+                    )
+            except Exception as exc:  # a log is a courtesy; teardown must go on
+                text = f"could not read the log: {exc}\n"
+            (logs / f"{name}.log").write_text(text)
 
     def _remove_all(self) -> dict[str, list[str]]:
         import docker.errors
@@ -464,6 +471,72 @@ class SwarmStack(ComposeStack):
             self.cluster.client.api.tasks, {"service": service, "desired-state": "running"}
         )
         return str(tasks[0]["Status"]["State"]) if tasks else "none"
+
+    # ----------------------------------------------------------------- orchestrator faults
+
+    def _worker_container(self, node: str) -> Any:
+        import docker.errors
+
+        spec = self.cluster.worker(node)
+        try:
+            return self.cluster.client.containers.get(spec.container)
+        except docker.errors.NotFound:
+            raise StackError(f"node {node}: no container {spec.container} (swarm up?)") from None
+
+    async def node_down(self, node: str) -> None:
+        """Kill node ``node``'s engine container: the node and every task on it vanish."""
+        container = await asyncio.to_thread(self._worker_container, node)
+        await asyncio.to_thread(container.kill)
+
+    async def node_up(self, node: str) -> None:
+        """Start the node's engine again and wait until the manager sees it ready."""
+        container = await asyncio.to_thread(self._worker_container, node)
+        await asyncio.to_thread(container.start)
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            status = await asyncio.to_thread(self.cluster.status)
+            states = {n["hostname"]: n["state"] for n in status["nodes"]}
+            if states.get(node) == "ready":
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"node {node} did not come back ready ({states.get(node)})")
+            await asyncio.sleep(0.5)
+
+    async def node_availability(self, node: str, availability: str) -> None:
+        """``docker node update --availability active|pause|drain``."""
+        def update() -> None:
+            found = self.cluster._swarm_node(node)
+            if found is None:
+                raise StackError(f"node {node} is not in the swarm")
+            body = dict(found["Spec"])
+            body["Availability"] = availability
+            self.cluster.client.api.update_node(found["ID"], found["Version"]["Index"], body)
+
+        await asyncio.to_thread(update)
+
+    async def task_kill(self, component: str) -> None:
+        """SIGKILL the running task of ``component``; Swarm starts a new one."""
+        await asyncio.to_thread(self._container_command, component, "kill")
+
+    async def partition(self, node: str, cut: bool) -> None:
+        """Drop (``cut``) or allow again every packet between ``node`` and the other nodes."""
+        subnet = str(self.cluster.subnet)
+        rules = [
+            ["INPUT", "-s", subnet, "-j", "DROP", "-m", "comment", "--comment", "outlast-partition"],
+            ["OUTPUT", "-d", subnet, "-j", "DROP", "-m", "comment", "--comment", "outlast-partition"],
+        ]
+        for rule in rules:
+            if cut:
+                code, out = await asyncio.to_thread(
+                    self.cluster.node_exec, node, ["iptables", "-I", *rule]
+                )
+                if code != 0:
+                    raise StackError(f"node {node}: iptables failed: {out.strip()}")
+            else:
+                while (await asyncio.to_thread(
+                    self.cluster.node_exec, node, ["iptables", "-D", *rule]
+                ))[0] == 0:
+                    pass
 
     def task_states(self) -> list[dict[str, Any]]:
         """Every task of the stack: service, node, desired and current state, since when."""

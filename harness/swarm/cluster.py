@@ -325,6 +325,10 @@ class SwarmCluster:
             },
             network_mode=NODES_NETWORK,
         )
+        # A fixed address: a node that dies and comes back must keep the one it advertised.
+        networking = api.create_networking_config(
+            {NODES_NETWORK: api.create_endpoint_config(ipv4_address=self.node_address(spec))}
+        )
         # `--security-opt systempaths=unconfined`: the engine inside writes /proc/sys.
         host_config["MaskedPaths"] = []
         host_config["ReadonlyPaths"] = []
@@ -335,6 +339,7 @@ class SwarmCluster:
             hostname=spec.name,
             detach=True,
             host_config=host_config,
+            networking_config=networking,
             labels={NODE_LABEL: spec.name},
         )
         api.start(created["Id"])
@@ -381,12 +386,13 @@ class SwarmCluster:
                 f"{image_id[:19]}: run `outlast swarm up` again to reload it"
             )
 
-    def _node_address(self, spec: WorkerSpec) -> str:
-        container = self.client.containers.get(spec.container)
-        return str(container.attrs["NetworkSettings"]["Networks"][NODES_NETWORK]["IPAddress"])
+    def node_address(self, spec: WorkerSpec) -> str:
+        """The worker's fixed address: the subnet's (2 + index)th host."""
+        index = [w.name for w in self.workers].index(spec.name)
+        return str(list(self.subnet.hosts())[1 + index])
 
     def _join(self, spec: WorkerSpec, token: str) -> None:
-        address = self._node_address(spec)
+        address = self.node_address(spec)
         self.progress(f"node {spec.name}: docker swarm join ({address})")
         code, out = self.node_exec(
             spec.name,
