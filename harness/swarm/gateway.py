@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 log = logging.getLogger("harness.swarm.gateway")
 UDP_IDLE_SECONDS = 30.0
@@ -99,8 +99,8 @@ class _UdpListener(asyncio.DatagramProtocol):
         self.clients: dict[tuple[str, int], tuple[asyncio.DatagramTransport, _Upstream]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # The selector loop's datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         asyncio.get_running_loop().create_task(self._relay(data, addr))
