@@ -97,7 +97,15 @@ def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stac
         from harness.stack.swarm import SwarmStack
 
         return SwarmStack(state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args)
-    raise ValueError(f"unknown backend {options.backend!r} (available: local, compose, swarm)")
+    if options.backend == "kubernetes":
+        from harness.stack.kubernetes import KubernetesStack
+
+        return KubernetesStack(
+            state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args
+        )
+    raise ValueError(
+        f"unknown backend {options.backend!r} (available: local, compose, swarm, kubernetes)"
+    )
 
 
 def effective_scenario(scenario: Scenario, options: RunOptions) -> Scenario:

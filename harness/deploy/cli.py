@@ -58,13 +58,22 @@ def _write_yaml(path: Path, documents: list[dict[str, Any]], mode: int = 0o644) 
 
 @click.command("render")
 @click.argument("target", type=click.Choice(["compose", "swarm", "kubernetes"]))
-@click.argument("scenario", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "scenario", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--namespace", default="outlast", show_default=True, help="Kubernetes namespace.")
-@click.option("--image", default="outlast:offline", show_default=True,
-              help="The Outlast image (swarm, kubernetes).")
-@click.option("--tunnel-files", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Directory with the bootstrap's cert.pem and <tunnel>.json.")
+@click.option(
+    "--image",
+    default="outlast:offline",
+    show_default=True,
+    help="The Outlast image (swarm, kubernetes).",
+)
+@click.option(
+    "--tunnel-files",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory with the bootstrap's cert.pem and <tunnel>.json.",
+)
 def render_command(
     target: str,
     scenario: Path | None,
@@ -73,7 +82,7 @@ def render_command(
     image: str,
     tunnel_files: Path | None,
 ) -> None:
-    """Write the stack's deployment plan as a Compose file, a Swarm stack or Kubernetes manifests."""
+    """Write the deployment plan as a Compose file, a Swarm stack or Kubernetes manifests."""
     try:
         plan = plan_for_scenario(scenario)
     except Exception as exc:  # a scenario error names its file, line and field
@@ -97,8 +106,10 @@ def render_command(
         from harness.deploy.swarm_render import render_swarm
 
         stack = render_swarm(
-            plan, {k: str(v.absolute()) for k, v in files.items()},
-            with_connectors=with_connectors, image=image,
+            plan,
+            {k: str(v.absolute()) for k, v in files.items()},
+            with_connectors=with_connectors,
+            image=image,
         )
         _write_yaml(output / "stack.yaml", [stack])
         written.append(str(output / "stack.yaml"))

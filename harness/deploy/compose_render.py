@@ -46,8 +46,18 @@ def _health(service: Service) -> list[str] | None:
     if service.image == "faultproxy":
         return ["CMD", "/toxiproxy-cli", "list"]  # the image has no shell, no Python
     if service.image == "broker":
-        return ["CMD", "mosquitto_sub", "-h", "127.0.0.1", "-t", "$$SYS/broker/uptime",
-                "-C", "1", "-W", "3"]
+        return [
+            "CMD",
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "$$SYS/broker/uptime",
+            "-C",
+            "1",
+            "-W",
+            "3",
+        ]
     return ["CMD", *service.health] if service.health else None
 
 

@@ -54,8 +54,11 @@ def service_ports(plan: DeploymentPlan, service: Service) -> list[tuple[int, str
             ports.add((link.listen_port, "TCP"))
     for pop in plan.pops:  # the anycast front dials each PoP's visitor and DNS ports
         if service.name == f"edge-{pop}":
-            ports |= {(shape.EDGE_VISITOR_PORT, "TCP"), (shape.EDGE_DNS_PORT, "UDP"),
-                      (shape.EDGE_DNS_PORT, "TCP")}
+            ports |= {
+                (shape.EDGE_VISITOR_PORT, "TCP"),
+                (shape.EDGE_DNS_PORT, "UDP"),
+                (shape.EDGE_DNS_PORT, "TCP"),
+            }
     if service.needs_tunnel or service.name == "origin":
         ports |= {(p.container, "TCP") for p in service.ports}
     return sorted(ports)
@@ -73,9 +76,7 @@ def _affinity(service: Service) -> dict[str, Any]:
     term = {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
     return {
         "nodeAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 100, "preference": term}
-            ]
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]
         }
     }
 
@@ -148,15 +149,22 @@ def _pod_spec(plan: DeploymentPlan, service: Service, image: str) -> dict[str, A
 def workload(plan: DeploymentPlan, service: Service, namespace: str, image: str) -> dict[str, Any]:
     """The StatefulSet (volumes) or Deployment (none) of ``service``."""
     selector = {"matchLabels": _labels(service.name)}
-    template = {"metadata": {"labels": _labels(service.name)}, "spec": _pod_spec(plan, service, image)}
+    template = {
+        "metadata": {"labels": _labels(service.name)},
+        "spec": _pod_spec(plan, service, image),
+    }
     claims = [m.volume for m in service.mounts if m.volume not in plan.file_volumes]
     if not claims:
         return {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": _meta(service.name, namespace, service.name),
-            "spec": {"replicas": 1, "selector": selector, "strategy": {"type": "Recreate"},
-                     "template": template},
+            "spec": {
+                "replicas": 1,
+                "selector": selector,
+                "strategy": {"type": "Recreate"},
+                "template": template,
+            },
         }
     return {
         "apiVersion": "apps/v1",
@@ -191,8 +199,12 @@ def cluster_service(plan: DeploymentPlan, service: Service, namespace: str) -> d
             "type": "ClusterIP",
             "selector": _labels(service.name),
             "ports": [
-                {"name": _port_name(port, protocol), "port": port, "targetPort": port,
-                 "protocol": protocol}
+                {
+                    "name": _port_name(port, protocol),
+                    "port": port,
+                    "targetPort": port,
+                    "protocol": protocol,
+                }
                 for port, protocol in service_ports(plan, service)
             ],
         },
@@ -286,8 +298,11 @@ def render_kubernetes(
     daemons = [s for s in plan.daemons if with_connectors or not s.needs_tunnel]
     return {
         "00-namespace": [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                "name": namespace, "labels": {"app.kubernetes.io/part-of": PART_OF}}}
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+            }
         ],
         "10-files": file_objects(plan, namespace, files),
         "20-network-policies": network_policies(plan, namespace),

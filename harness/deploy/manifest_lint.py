@@ -28,8 +28,11 @@ def _name(doc: dict[str, Any]) -> str:
 def _pod_problems(doc: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     where = _name(doc)
     pod = doc["spec"]["template"]["spec"]
-    problems = [f"{where}: spec.template.spec.{k} must not be set" for k in ("hostNetwork", "hostPID")
-                if pod.get(k)]
+    problems = [
+        f"{where}: spec.template.spec.{k} must not be set"
+        for k in ("hostNetwork", "hostPID")
+        if pod.get(k)
+    ]
     for index, container in enumerate(pod.get("containers", [])):
         field = f"{where}: containers[{index}]"
         security = container.get("securityContext", {})
@@ -42,8 +45,11 @@ def _pod_problems(doc: dict[str, Any], objects: dict[tuple[str, str], dict[str, 
         for port in container.get("ports", []):
             if "hostPort" in port:
                 problems.append(f"{field}.ports: hostPort {port['hostPort']} publishes on the node")
-    mounted = {m.get("name"): m.get("subPath") for c in pod.get("containers", [])
-               for m in c.get("volumeMounts", [])}
+    mounted = {
+        m.get("name"): m.get("subPath")
+        for c in pod.get("containers", [])
+        for m in c.get("volumeMounts", [])
+    }
     for volume in pod.get("volumes", []):
         for kind, key in (("Secret", "secret"), ("ConfigMap", "configMap")):
             if key not in volume:
@@ -51,7 +57,9 @@ def _pod_problems(doc: dict[str, Any], objects: dict[tuple[str, str], dict[str, 
             ref = volume[key].get("secretName") or volume[key].get("name")
             target = objects.get((kind, ref))
             if target is None:
-                problems.append(f"{where}: volume {volume['name']} needs {kind} {ref}, not among the manifests")
+                problems.append(
+                    f"{where}: volume {volume['name']} needs {kind} {ref}, not among the manifests"
+                )
                 continue
             sub = mounted.get(volume["name"])
             if sub and sub not in target.get("data", {}):
@@ -64,16 +72,25 @@ def lint_manifests(documents: list[dict[str, Any]]) -> list[str]:
     objects = {(d["kind"], d["metadata"]["name"]): d for d in documents}
     problems: list[str] = []
     policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
-    deny = [p for p in policies if p["spec"].get("podSelector") == {}
-            and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
-            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    deny = [
+        p
+        for p in policies
+        if p["spec"].get("podSelector") == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
     if not deny:
-        problems.append("NetworkPolicy: no default-deny policy (podSelector {} denying Ingress and Egress)")
+        problems.append(
+            "NetworkPolicy: no default-deny policy (podSelector {} denying Ingress and Egress)"
+        )
     covered = {p["spec"]["podSelector"].get("matchLabels", {}).get(COMPONENT) for p in policies}
     for doc in documents:
         kind = doc["kind"]
         if kind == "Service" and doc["spec"].get("type", "ClusterIP") != "ClusterIP":
-            problems.append(f"{_name(doc)}: type {doc['spec']['type']} exposes it outside the cluster")
+            problems.append(
+                f"{_name(doc)}: type {doc['spec']['type']} exposes it outside the cluster"
+            )
         if kind in ("Deployment", "StatefulSet"):
             problems += _pod_problems(doc, objects)
             component = doc["spec"]["template"]["metadata"]["labels"].get(COMPONENT)
@@ -87,8 +104,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m harness.deploy.manifest_lint DIR", file=sys.stderr)
         return 2
     documents = [
-        doc for path in sorted(Path(argv[0]).glob("*.yaml"))
-        for doc in yaml.safe_load_all(path.read_text()) if doc
+        doc
+        for path in sorted(Path(argv[0]).glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
     ]
     problems = lint_manifests(documents)
     for problem in problems:

@@ -69,7 +69,9 @@ def _health(url: str) -> tuple[str, ...]:
     return (*_HEALTH, url)
 
 
-def _ready(*services: str, condition: Condition = "service_healthy") -> tuple[tuple[str, Condition], ...]:
+def _ready(
+    *services: str, condition: Condition = "service_healthy"
+) -> tuple[tuple[str, Condition], ...]:
     return tuple((service, condition) for service in services)
 
 
@@ -85,12 +87,25 @@ def _edge(pop: str, index: int) -> Service:
         networks=(f"pub-edge-{pop}", f"net-edge-{pop}", f"front-{pop}"),
         placement=f"pop:{pop}",
         ports=(
-            _port("visitor", shape.EDGE_VISITOR_PORT, f"OUTLAST_EDGE_{pop.upper()}_VISITOR_PORT",
-                  18081 + index),
-            _port("dns", shape.EDGE_DNS_PORT, f"OUTLAST_EDGE_{pop.upper()}_DNS_PORT",
-                  15301 + index, udp=True),
-            _port("metrics", shape.EDGE_METRICS_PORT, f"OUTLAST_EDGE_{pop.upper()}_METRICS_PORT",
-                  19091 + index),
+            _port(
+                "visitor",
+                shape.EDGE_VISITOR_PORT,
+                f"OUTLAST_EDGE_{pop.upper()}_VISITOR_PORT",
+                18081 + index,
+            ),
+            _port(
+                "dns",
+                shape.EDGE_DNS_PORT,
+                f"OUTLAST_EDGE_{pop.upper()}_DNS_PORT",
+                15301 + index,
+                udp=True,
+            ),
+            _port(
+                "metrics",
+                shape.EDGE_METRICS_PORT,
+                f"OUTLAST_EDGE_{pop.upper()}_METRICS_PORT",
+                19091 + index,
+            ),
         ),
         mounts=(
             Mount(f"edge-{pop}-cache", shape.EDGE_CACHE_DIR),
@@ -117,9 +132,14 @@ def _connector(params: PlanParameters, replica: int, command: tuple[str, ...]) -
         networks=(f"pub-{service}", "net-connector", "net-origin"),
         placement="connectors",
         ports=(
-            _port("metrics", shape.CONNECTOR_METRICS_PORT, "OUTLAST_CONNECTOR_METRICS_PORT"
-                  if replica == 1 else f"OUTLAST_CONNECTOR_{replica}_METRICS_PORT",
-                  20241 if replica == 1 else 20240 + replica),
+            _port(
+                "metrics",
+                shape.CONNECTOR_METRICS_PORT,
+                "OUTLAST_CONNECTOR_METRICS_PORT"
+                if replica == 1
+                else f"OUTLAST_CONNECTOR_{replica}_METRICS_PORT",
+                20241 if replica == 1 else 20240 + replica,
+            ),
         ),
         mounts=(
             Mount("home", shape.HOME_DIR, read_only=True),
@@ -156,27 +176,38 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
             name=shape.FAULTPROXY_SERVICE,
             image="faultproxy",
             command=(
-                "outlast", "serve", "faultproxy", "--listen",
-                f"0.0.0.0:{shape.FAULTPROXY_API_PORT}", "--allow-non-loopback",
-                "--seed", str(params.seed),
+                "outlast",
+                "serve",
+                "faultproxy",
+                "--listen",
+                f"0.0.0.0:{shape.FAULTPROXY_API_PORT}",
+                "--allow-non-loopback",
+                "--seed",
+                str(params.seed),
             ),
             networks=(
-                "pub-toxiproxy", "net-broker", "net-controlplane",
-                *(f"net-edge-{pop}" for pop in pops), "net-connector",
+                "pub-toxiproxy",
+                "net-broker",
+                "net-controlplane",
+                *(f"net-edge-{pop}" for pop in pops),
+                "net-connector",
             ),
-            ports=(
-                _port("api", shape.FAULTPROXY_API_PORT, "OUTLAST_FAULTPROXY_PORT", 18474),
-            ),
+            ports=(_port("api", shape.FAULTPROXY_API_PORT, "OUTLAST_FAULTPROXY_PORT", 18474),),
             health=_health(f"http://127.0.0.1:{shape.FAULTPROXY_API_PORT}/version"),
         ),
         Service(
             name="setup",
             image="outlast",
             command=(
-                "outlast", "compose", "setup", "--faultproxy",
+                "outlast",
+                "compose",
+                "setup",
+                "--faultproxy",
                 f"http://{shape.FAULTPROXY_SERVICE}:{shape.FAULTPROXY_API_PORT}",
-                "--pki-dir", shape.PKI_DIR,
-                "--signing-key", f"{controlplane_dir}/{PRIVATE_KEY_FILE}",
+                "--pki-dir",
+                shape.PKI_DIR,
+                "--signing-key",
+                f"{controlplane_dir}/{PRIVATE_KEY_FILE}",
             ),
             networks=("net-connector",),
             mounts=(Mount("pki", shape.PKI_DIR), Mount("controlplane-data", controlplane_dir)),
@@ -196,9 +227,15 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
             name="controlplane",
             image="outlast",
             command=(
-                "outlast", "serve", "controlplane", "--data-dir", controlplane_dir,
-                "--listen", f"0.0.0.0:{shape.CONTROLPLANE_PORT}",
-                "--broker", shape.link("cp-broker").faultproxy_address,
+                "outlast",
+                "serve",
+                "controlplane",
+                "--data-dir",
+                controlplane_dir,
+                "--listen",
+                f"0.0.0.0:{shape.CONTROLPLANE_PORT}",
+                "--broker",
+                shape.link("cp-broker").faultproxy_address,
             ),
             networks=("pub-controlplane", "net-controlplane"),
             ports=(_port("api", shape.CONTROLPLANE_PORT, "OUTLAST_API_PORT", 18080),),
@@ -228,8 +265,13 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
             name="origin",
             image="outlast",
             command=(
-                "outlast", "serve", "origin", "--name", "origin",
-                "--listen", f"0.0.0.0:{shape.ORIGIN_PORT}",
+                "outlast",
+                "serve",
+                "origin",
+                "--name",
+                "origin",
+                "--listen",
+                f"0.0.0.0:{shape.ORIGIN_PORT}",
             ),
             networks=("pub-origin", "net-origin"),
             placement="connectors",
@@ -240,9 +282,15 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
             name="bootstrap",
             image="outlast",
             command=(
-                "outlast", "compose", "bootstrap", "--api",
+                "outlast",
+                "compose",
+                "bootstrap",
+                "--api",
                 f"http://{shape.link('connector-api').faultproxy_address}",
-                "--admin-token-file", shape.ADMIN_TOKEN_FILE, "--home", shape.HOME_DIR,
+                "--admin-token-file",
+                shape.ADMIN_TOKEN_FILE,
+                "--home",
+                shape.HOME_DIR,
             ),
             networks=("net-connector",),
             mounts=(
@@ -258,7 +306,10 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
         ),
         *(_connector(params, replica, connector) for replica in range(1, params.replicas + 1)),
     ]
-    state_volumes = ["connector-state", *(f"connector-state-{r}" for r in range(2, params.replicas + 1))]
+    state_volumes = [
+        "connector-state",
+        *(f"connector-state-{r}" for r in range(2, params.replicas + 1)),
+    ]
     networks: dict[str, bool] = {
         "net-broker": True,
         "net-controlplane": True,
@@ -286,7 +337,8 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
         GeneratedFile(MOSQUITTO_CONF, False, "compose/mosquitto/mosquitto.conf"),
         GeneratedFile(ORIGINCERT, True, "cert.pem from `tunnel login` (made after bootstrap)"),
         GeneratedFile(
-            tunnel_credentials(params.tunnel), True,
+            tunnel_credentials(params.tunnel),
+            True,
             f"{params.tunnel}.json from `tunnel create` (made after bootstrap)",
         ),
     )
@@ -294,8 +346,12 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
         services=tuple(services),
         networks=networks,
         volumes=(
-            "broker-data", "controlplane-data", *(f"edge-{pop}-cache" for pop in pops),
-            "pki", "home", *state_volumes,
+            "broker-data",
+            "controlplane-data",
+            *(f"edge-{pop}-cache" for pop in pops),
+            "pki",
+            "home",
+            *state_volumes,
         ),
         file_volumes=("pki", "home"),
         files=files,

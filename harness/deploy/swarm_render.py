@@ -82,9 +82,7 @@ def render_swarm(
 ) -> dict[str, Any]:
     """The stack file of ``plan``; ``files`` maps each generated file's name to its host path
     (``with_connectors=False``: the first deployment, before the bootstrap made the tunnel)."""
-    services = [
-        s for s in plan.daemons if with_connectors or not s.needs_tunnel
-    ]
+    services = [s for s in plan.daemons if with_connectors or not s.needs_tunnel]
     wanted = {f.name for s in services for f in s.files}
     missing = sorted(wanted - set(files))
     if missing:
@@ -112,8 +110,6 @@ def render_swarm(
             f.name: {"file": files[f.name]} for f in plan.files if f.secret and f.name in wanted
         },
         "configs": {
-            f.name: {"file": files[f.name]}
-            for f in plan.files
-            if not f.secret and f.name in wanted
+            f.name: {"file": files[f.name]} for f in plan.files if not f.secret and f.name in wanted
         },
     }

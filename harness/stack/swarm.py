@@ -47,7 +47,6 @@ from harness.deploy.reference_plan import PlanParameters, reference_plan
 from harness.deploy.swarm_render import render_swarm
 from harness.stack.base import StackError
 from harness.stack.compose import ComposeStack
-from harness.stack.ports import free_port
 from harness.stack.readiness import wait_http
 from harness.stack.topology import Topology
 from harness.swarm.cluster import NODE_LABEL, SwarmCluster, SwarmError
@@ -62,7 +61,9 @@ GATEWAY_FIRST_PORT = 30000
 def _docker_cli() -> str:
     docker = shutil.which("docker")
     if docker is None:
-        raise StackError("the docker CLI is missing (`docker stack deploy`): apt-get install docker.io")
+        raise StackError(
+            "the docker CLI is missing (`docker stack deploy`): apt-get install docker.io"
+        )
     return docker
 
 
@@ -81,10 +82,17 @@ class SwarmStack(ComposeStack):
         ready_timeout: float = 240.0,
     ) -> None:
         super().__init__(
-            state_dir, topology, seed=seed, connector_args=connector_args, offline=True,
-            project=project or f"outlast-{secrets.token_hex(4)}", ready_timeout=ready_timeout,
+            state_dir,
+            topology,
+            seed=seed,
+            connector_args=connector_args,
+            offline=True,
+            project=project or f"outlast-{secrets.token_hex(4)}",
+            ready_timeout=ready_timeout,
         )
-        self.cluster = cluster or SwarmCluster(Path(os.environ.get("OUTLAST_SWARM_STATE", ".outlast/swarm")))
+        self.cluster = cluster or SwarmCluster(
+            Path(os.environ.get("OUTLAST_SWARM_STATE", ".outlast/swarm"))
+        )
         self.plan: DeploymentPlan = reference_plan(
             PlanParameters(
                 tunnel=self.tunnel.name,
@@ -128,8 +136,10 @@ class SwarmStack(ComposeStack):
             for port in service.ports:
                 for protocol in port.protocols:
                     forwards.append(
-                        (self._port_key(service.name, port.name),
-                         Forward(protocol, listen, service.name, port.container))
+                        (
+                            self._port_key(service.name, port.name),
+                            Forward(protocol, listen, service.name, port.container),
+                        )
                     )
                 listen += 1
         return forwards
@@ -196,7 +206,9 @@ class SwarmStack(ComposeStack):
         for service in self.plan.daemons:
             worker = self.cluster.node_of(service.placement)
             if service.placement != "core" and worker is None:
-                raise StackError(f"service {service.name}: no node for placement {service.placement}")
+                raise StackError(
+                    f"service {service.name}: no node for placement {service.placement}"
+                )
             if worker is None:
                 continue
             node = next((n for n in status["nodes"] if n["hostname"] == worker.name), None)
@@ -216,9 +228,21 @@ class SwarmStack(ComposeStack):
         path = self.state_dir / ("stack.yaml" if with_connectors else "stack.core.yaml")
         atomic_write(path, yaml.safe_dump(stack, sort_keys=False).encode())
         done = subprocess.run(
-            [_docker_cli(), "stack", "deploy", "--resolve-image", "never", "--prune",
-             "-c", str(path), self.project],
-            capture_output=True, text=True, timeout=300, check=False,
+            [
+                _docker_cli(),
+                "stack",
+                "deploy",
+                "--resolve-image",
+                "never",
+                "--prune",
+                "-c",
+                str(path),
+                self.project,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if done.returncode != 0:
             raise StackError(f"docker stack deploy {self.project} failed: {done.stderr.strip()}")
@@ -239,8 +263,13 @@ class SwarmStack(ComposeStack):
             command += ["--forward", forward.argument()]
         try:
             container = client.containers.create(
-                OFFLINE_IMAGE, command, name=self.gateway_name, detach=True, init=True,
-                network=GATEWAY_NETWORK, ports=ports,
+                OFFLINE_IMAGE,
+                command,
+                name=self.gateway_name,
+                detach=True,
+                init=True,
+                network=GATEWAY_NETWORK,
+                ports=ports,
                 labels={STACK_LABEL: self.project, NODE_LABEL: "gateway"},
             )
         except docker.errors.APIError as exc:
@@ -295,9 +324,14 @@ class SwarmStack(ComposeStack):
     def _bootstrap(self) -> dict[str, Any]:
         topo = self.topology
         spec = BootstrapSpec(
-            api=self.api_url, admin_token_file=self.admin_token_file,
-            home=self.state_dir / "bootstrap-home", account=topo.account, zone=topo.zone,
-            email=topo.email, tunnel=self.tunnel.name, hostname=self.tunnel.hostname,
+            api=self.api_url,
+            admin_token_file=self.admin_token_file,
+            home=self.state_dir / "bootstrap-home",
+            account=topo.account,
+            zone=topo.zone,
+            email=topo.email,
+            tunnel=self.tunnel.name,
+            hostname=self.tunnel.hostname,
         )
         try:
             return bootstrap(spec, timeout=self.ready_timeout)
@@ -340,8 +374,12 @@ class SwarmStack(ComposeStack):
         client = self.cluster.client
         with contextlib.suppress(docker.errors.NotFound):
             client.containers.get(self.gateway_name).remove(force=True)
-        subprocess.run([_docker_cli(), "stack", "rm", self.project], capture_output=True,
-                       timeout=120, check=False)
+        subprocess.run(
+            [_docker_cli(), "stack", "rm", self.project],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
         label = {"label": f"{STACK_LABEL}={self.project}"}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and any(self.leftovers(volumes=False).values()):
@@ -364,20 +402,23 @@ class SwarmStack(ComposeStack):
 
     def _node_volumes(self, worker: str, remove: bool = False) -> list[str]:
         code, out = self.cluster.node_exec(
-            worker, ["docker", "volume", "ls", "-q", "--filter", f"label={STACK_LABEL}={self.project}"]
+            worker,
+            ["docker", "volume", "ls", "-q", "--filter", f"label={STACK_LABEL}={self.project}"],
         )
         names = out.split() if code == 0 else []
         if remove:
             for name in names:
                 for _ in range(20):  # a task's container may still be going away
-                    code, _out = self.cluster.node_exec(worker, ["docker", "volume", "rm", "-f", name])
+                    code, _out = self.cluster.node_exec(
+                        worker, ["docker", "volume", "rm", "-f", name]
+                    )
                     if code == 0:
                         break
                     time.sleep(0.5)
             return self._node_volumes(worker)
         return [f"{worker}:{n}" for n in names]
 
-    def leftovers(self, volumes: bool = True) -> dict[str, list[str]]:  # type: ignore[override]
+    def leftovers(self, volumes: bool = True) -> dict[str, list[str]]:
         """Services, networks, secrets, configs, the gateway and node volumes still there."""
         client = self.cluster.client
         label = {"label": f"{STACK_LABEL}={self.project}"}
@@ -415,8 +456,13 @@ class SwarmStack(ComposeStack):
     def _container_command(self, component: str, *argv: str) -> None:
         worker, container = self.task_container(component)
         if worker is None:
-            done = subprocess.run([_docker_cli(), *argv, container], capture_output=True,
-                                  text=True, timeout=60, check=False)
+            done = subprocess.run(
+                [_docker_cli(), *argv, container],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             code, out = done.returncode, done.stderr
         else:
             code, out = self.cluster.node_exec(worker, ["docker", *argv, container])
@@ -426,9 +472,17 @@ class SwarmStack(ComposeStack):
     def scale(self, component: str, replicas: int) -> None:
         """``docker service scale`` (detached): Swarm starts or stops the task."""
         done = subprocess.run(
-            [_docker_cli(), "service", "scale", "--detach",
-             f"{self._swarm_service(component)}={replicas}"],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                _docker_cli(),
+                "service",
+                "scale",
+                "--detach",
+                f"{self._swarm_service(component)}={replicas}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if done.returncode != 0:
             raise StackError(f"scaling {component} to {replicas} failed: {done.stderr.strip()}")
@@ -463,7 +517,9 @@ class SwarmStack(ComposeStack):
                 self.cluster.client.containers.get(container).exec_run, argv
             )
             return int(result.exit_code), result.output.decode(errors="replace")
-        return await asyncio.to_thread(self.cluster.node_exec, worker, ["docker", "exec", container, *argv])
+        return await asyncio.to_thread(
+            self.cluster.node_exec, worker, ["docker", "exec", container, *argv]
+        )
 
     async def container_status(self, component: str) -> str:
         service = self._swarm_service(component)
@@ -504,6 +560,7 @@ class SwarmStack(ComposeStack):
 
     async def node_availability(self, node: str, availability: str) -> None:
         """``docker node update --availability active|pause|drain``."""
+
         def update() -> None:
             found = self.cluster._swarm_node(node)
             if found is None:
@@ -522,8 +579,28 @@ class SwarmStack(ComposeStack):
         """Drop (``cut``) or allow again every packet between ``node`` and the other nodes."""
         subnet = str(self.cluster.subnet)
         rules = [
-            ["INPUT", "-s", subnet, "-j", "DROP", "-m", "comment", "--comment", "outlast-partition"],
-            ["OUTPUT", "-d", subnet, "-j", "DROP", "-m", "comment", "--comment", "outlast-partition"],
+            [
+                "INPUT",
+                "-s",
+                subnet,
+                "-j",
+                "DROP",
+                "-m",
+                "comment",
+                "--comment",
+                "outlast-partition",
+            ],
+            [
+                "OUTPUT",
+                "-d",
+                subnet,
+                "-j",
+                "DROP",
+                "-m",
+                "comment",
+                "--comment",
+                "outlast-partition",
+            ],
         ]
         for rule in rules:
             if cut:
@@ -533,9 +610,9 @@ class SwarmStack(ComposeStack):
                 if code != 0:
                     raise StackError(f"node {node}: iptables failed: {out.strip()}")
             else:
-                while (await asyncio.to_thread(
-                    self.cluster.node_exec, node, ["iptables", "-D", *rule]
-                ))[0] == 0:
+                while (
+                    await asyncio.to_thread(self.cluster.node_exec, node, ["iptables", "-D", *rule])
+                )[0] == 0:
                     pass
 
     def task_states(self) -> list[dict[str, Any]]:
@@ -543,7 +620,10 @@ class SwarmStack(ComposeStack):
         client = self.cluster.client
         nodes = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
         tasks = client.api.tasks(filters={"label": f"{STACK_LABEL}={self.project}"})
-        services = {s.id: s.name for s in client.services.list(filters={"label": f"{STACK_LABEL}={self.project}"})}
+        services = {
+            s.id: s.name
+            for s in client.services.list(filters={"label": f"{STACK_LABEL}={self.project}"})
+        }
         return [
             {
                 "service": services.get(t.get("ServiceID", ""), "-"),

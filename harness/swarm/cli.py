@@ -1,4 +1,7 @@
-"""``outlast swarm up | down | status``: the multi-node swarm on this machine (docs/distributed.md)."""
+"""``outlast swarm up | down | status``: a multi-node swarm on this machine (docs/distributed.md).
+
+``outlast swarm gateway`` runs inside the Swarm stack's gateway container.
+"""
 
 from __future__ import annotations
 
@@ -35,18 +38,29 @@ def swarm_group() -> None:
 
 @swarm_group.command(name="up")
 @_STATE
-@click.option("--subnet", default=DEFAULT_SUBNET, show_default=True,
-              help="The nodes network (the manager is its first address).")
-@click.option("--timeout", default=90.0, show_default=True,
-              help="Seconds a worker may take to start its engine and to join.")
+@click.option(
+    "--subnet",
+    default=DEFAULT_SUBNET,
+    show_default=True,
+    help="The nodes network (the manager is its first address).",
+)
+@click.option(
+    "--timeout",
+    default=90.0,
+    show_default=True,
+    help="Seconds a worker may take to start its engine and to join.",
+)
 def up_command(state_dir: Path, subnet: str, timeout: float) -> None:
     """Make the swarm: one worker per PoP and one for the connectors, labelled."""
     try:
         state = _cluster(state_dir, subnet, timeout).up()
     except SwarmError as exc:
         raise click.ClickException(f"{exc} (everything made so far was removed)") from None
-    click.echo(json.dumps({"manager": state.manager_address, "workers": state.workers,
-                           "seconds": state.seconds}))
+    click.echo(
+        json.dumps(
+            {"manager": state.manager_address, "workers": state.workers, "seconds": state.seconds}
+        )
+    )
 
 
 @swarm_group.command(name="down")
@@ -71,8 +85,13 @@ def status_command(state_dir: Path) -> None:
 
 
 @swarm_group.command(name="gateway")
-@click.option("--forward", "forwards", multiple=True, required=True,
-              help="tcp|udp:LISTEN_PORT=SERVICE:PORT (repeatable).")
+@click.option(
+    "--forward",
+    "forwards",
+    multiple=True,
+    required=True,
+    help="tcp|udp:LISTEN_PORT=SERVICE:PORT (repeatable).",
+)
 def gateway_command(forwards: tuple[str, ...]) -> None:
     """Relay published ports to the stack's services (runs inside the gateway container)."""
     import asyncio

@@ -167,7 +167,9 @@ class SwarmCluster:
         for spec in self.workers:
             if spec.name == name:
                 return spec
-        raise SwarmError(f"no worker node {name!r} (have: {', '.join(w.name for w in self.workers)})")
+        raise SwarmError(
+            f"no worker node {name!r} (have: {', '.join(w.name for w in self.workers)})"
+        )
 
     def node_of(self, placement: str) -> WorkerSpec | None:
         """The worker that runs a plan placement (``pop:ams``, ``connectors``; core: None)."""
@@ -283,8 +285,19 @@ class SwarmCluster:
         iptables = shutil.which("iptables")
         if iptables is None:
             return
-        rule = ["FORWARD", "-i", NODES_BRIDGE, "-o", NODES_BRIDGE, "-j", "ACCEPT",
-                "-m", "comment", "--comment", IPTABLES_COMMENT]
+        rule = [
+            "FORWARD",
+            "-i",
+            NODES_BRIDGE,
+            "-o",
+            NODES_BRIDGE,
+            "-j",
+            "ACCEPT",
+            "-m",
+            "comment",
+            "--comment",
+            IPTABLES_COMMENT,
+        ]
         present = _run([iptables, "-C", *rule]).returncode == 0
         if allow and not present:
             _run([iptables, "-I", *rule])
@@ -334,7 +347,13 @@ class SwarmCluster:
         host_config["ReadonlyPaths"] = []
         created = api.create_container(
             NODE_IMAGE,
-            ["dockerd", "--host", "unix:///var/run/docker.sock"],
+            # A node that was killed leaves its pid files behind; its next start removes them.
+            [
+                "sh",
+                "-c",
+                "rm -rf /var/run/docker.pid /var/run/docker/containerd/*.pid; "
+                "exec dockerd --host unix:///var/run/docker.sock",
+            ],
             name=spec.container,
             hostname=spec.name,
             detach=True,
@@ -365,7 +384,8 @@ class SwarmCluster:
     def _load_image(self, spec: WorkerSpec, image_id: str) -> None:
         self.progress(f"node {spec.name}: docker load {OFFLINE_IMAGE}")
         code, out = self.node_exec(
-            spec.name, ["docker", "load", "--quiet", "--input", f"{IMAGES_IN_NODE}/outlast.tar"],
+            spec.name,
+            ["docker", "load", "--quiet", "--input", f"{IMAGES_IN_NODE}/outlast.tar"],
             timeout=600,
         )
         if code != 0:
@@ -374,7 +394,9 @@ class SwarmCluster:
 
     def check_image(self, worker: str, image_id: str) -> None:
         """Raise unless ``worker`` holds :data:`OFFLINE_IMAGE` with id ``image_id``."""
-        code, out = self.node_exec(worker, ["docker", "image", "inspect", "-f", "{{.Id}}", OFFLINE_IMAGE])
+        code, out = self.node_exec(
+            worker, ["docker", "image", "inspect", "-f", "{{.Id}}", OFFLINE_IMAGE]
+        )
         if code != 0:
             raise SwarmError(
                 f"node {worker}: image {OFFLINE_IMAGE} is missing ({out.strip()}); "
@@ -396,8 +418,16 @@ class SwarmCluster:
         self.progress(f"node {spec.name}: docker swarm join ({address})")
         code, out = self.node_exec(
             spec.name,
-            ["docker", "swarm", "join", "--token", token, "--advertise-addr", address,
-             f"{self.manager_address}:{SWARM_PORT}"],
+            [
+                "docker",
+                "swarm",
+                "join",
+                "--token",
+                token,
+                "--advertise-addr",
+                address,
+                f"{self.manager_address}:{SWARM_PORT}",
+            ],
             timeout=self.join_timeout,
         )
         if code != 0 and "already part of a swarm" not in out:
@@ -514,7 +544,8 @@ class SwarmCluster:
 
         for _ in range(20):
             left = [
-                n for n in self.client.networks.list(filters={"scope": "swarm"})
+                n
+                for n in self.client.networks.list(filters={"scope": "swarm"})
                 if n.name != "ingress" and (everything or _outlast_stack(n.attrs))
             ]
             if not left:
@@ -531,7 +562,8 @@ class SwarmCluster:
         left: dict[str, list[str]] = {
             "containers": [c.name for c in client.containers.list(all=True, filters=label)],
             "volumes": [
-                v.name for v in client.volumes.list()
+                v.name
+                for v in client.volumes.list()
                 if (v.attrs.get("Labels") or {}).get(NODE_LABEL)
                 or _outlast_stack({"Labels": v.attrs.get("Labels")})
             ],
@@ -551,7 +583,8 @@ class SwarmCluster:
             left["secrets"] = [s.name for s in client.secrets.list()]
             left["configs"] = [c.name for c in client.configs.list()]
             left["networks"] += [
-                n.name for n in client.networks.list(filters={"scope": "swarm"})
+                n.name
+                for n in client.networks.list(filters={"scope": "swarm"})
                 if n.name != "ingress"
             ]
             if swarm_created:

@@ -43,7 +43,9 @@ class Forward:
                 raise ValueError(f"protocol {protocol!r} (use tcp or udp)")
             return cls(protocol, int(listen), host, int(port))  # type: ignore[arg-type]
         except ValueError as exc:
-            raise ValueError(f"forward {text!r}: expected tcp|udp:LISTEN=HOST:PORT ({exc})") from None
+            raise ValueError(
+                f"forward {text!r}: expected tcp|udp:LISTEN=HOST:PORT ({exc})"
+            ) from None
 
     def argument(self) -> str:
         return f"{self.protocol}:{self.listen_port}={self.host}:{self.port}"
@@ -69,7 +71,9 @@ async def _serve_tcp(forward: Forward) -> asyncio.Server:
                 asyncio.open_connection(forward.host, forward.port), 10.0
             )
         except (OSError, TimeoutError) as exc:
-            log.info("tcp %s: upstream %s:%s: %s", forward.listen_port, forward.host, forward.port, exc)
+            log.info(
+                "tcp %s: upstream %s:%s: %s", forward.listen_port, forward.host, forward.port, exc
+            )
             writer.close()
             return
         try:

@@ -40,7 +40,9 @@ def rendered() -> dict[str, Any]:
 FIELDS = ("image", "command", "networks", "volumes", "ports", "depends_on", "restart")
 
 
-def test_same_services_networks_and_volumes(committed: dict[str, Any], rendered: dict[str, Any]) -> None:
+def test_same_services_networks_and_volumes(
+    committed: dict[str, Any], rendered: dict[str, Any]
+) -> None:
     assert list(rendered["services"]) == list(committed["services"])
     assert rendered["networks"] == committed["networks"]
     assert rendered["volumes"] == committed["volumes"]
@@ -72,5 +74,12 @@ def test_offline_override_runs_the_plans_commands() -> None:
 def test_replicas_add_connector_services() -> None:
     rendered = render_compose(reference_plan(PlanParameters(replicas=3)))
     assert {"connector", "connector-2", "connector-3"} <= set(rendered["services"])
-    assert "connector-state-3:/var/lib/outlast/connector" in rendered["services"]["connector-3"]["volumes"]
-    assert all(p.startswith("127.0.0.1:") for s in rendered["services"].values() for p in s.get("ports", []))
+    assert (
+        "connector-state-3:/var/lib/outlast/connector"
+        in rendered["services"]["connector-3"]["volumes"]
+    )
+    assert all(
+        p.startswith("127.0.0.1:")
+        for s in rendered["services"].values()
+        for p in s.get("ports", [])
+    )

@@ -15,7 +15,9 @@ from harness.deploy.kubernetes_render import render_kubernetes
 from harness.deploy.manifest_lint import lint_manifests
 from harness.deploy.reference_plan import PlanParameters, reference_plan
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+kubernetes_validate = pytest.importorskip(
+    "kubernetes_validate", reason="pip install kubernetes-validate"
+)
 VERSION = "1.30.0"
 
 
@@ -45,8 +47,15 @@ def _documents(tmp_path: Path, replicas: int = 1) -> list[dict[str, Any]]:
 def test_every_manifest_validates_against_the_schema(tmp_path: Path) -> None:
     documents = _documents(tmp_path, replicas=2)
     kinds = {d["kind"] for d in documents}
-    assert {"Namespace", "Secret", "ConfigMap", "NetworkPolicy", "Service", "Deployment",
-            "StatefulSet"} <= kinds
+    assert {
+        "Namespace",
+        "Secret",
+        "ConfigMap",
+        "NetworkPolicy",
+        "Service",
+        "Deployment",
+        "StatefulSet",
+    } <= kinds
     for document in documents:
         kubernetes_validate.validate(document, VERSION, strict=True)
 
@@ -78,7 +87,9 @@ def test_lint_finds_each_problem(tmp_path: Path) -> None:
     service = next(d for d in broken if d["kind"] == "Service")
     service["spec"]["type"] = "NodePort"
     broken = [d for d in broken if d["metadata"]["name"] != "outlast-default-deny"]
-    broken = [d for d in broken if not (d["kind"] == "Secret" and d["metadata"]["name"] == "admin-token")]
+    broken = [
+        d for d in broken if not (d["kind"] == "Secret" and d["metadata"]["name"] == "admin-token")
+    ]
     problems = "\n".join(lint_manifests(broken))
     assert "runAsNonRoot" in problems
     assert "hostPort" in problems
@@ -88,7 +99,7 @@ def test_lint_finds_each_problem(tmp_path: Path) -> None:
 
 
 def test_the_network_policy_keeps_links_behind_the_fault_proxy(tmp_path: Path) -> None:
-    """As in Compose: the connector's pod may reach the fault proxy and the origin, never an edge."""
+    """As in Compose: the connector may reach the fault proxy and the origin, never an edge."""
     documents = _documents(tmp_path)
     policy = next(d for d in documents if d["metadata"]["name"] == "connector-peers")
     allowed = {

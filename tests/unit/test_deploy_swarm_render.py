@@ -55,5 +55,5 @@ def test_first_deployment_has_no_connectors_and_needs_no_tunnel_files(tmp_path: 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     plan = reference_plan()
-    with pytest.raises(ValueError, match="no host file for .*admin-token"):
+    with pytest.raises(ValueError, match=r"no host file for .*admin-token"):
         render_swarm(plan, {}, with_connectors=False)

@@ -43,8 +43,12 @@ async def test_tcp_and_udp_are_relayed() -> None:
     udp_port = udp_transport.get_extra_info("sockname")[1]
     listen_tcp, listen_udp = free_port(), free_port()
     gateway = asyncio.create_task(
-        serve([Forward("tcp", listen_tcp, "127.0.0.1", tcp_port),
-               Forward("udp", listen_udp, "127.0.0.1", udp_port)])
+        serve(
+            [
+                Forward("tcp", listen_tcp, "127.0.0.1", tcp_port),
+                Forward("udp", listen_udp, "127.0.0.1", udp_port),
+            ]
+        )
     )
     try:
         for _ in range(50):
