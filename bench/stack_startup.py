@@ -7,7 +7,8 @@ Each run starts a fresh stack in a temporary directory — ``local``: the embedd
 ``compose``: the Docker Compose project (needs a running Docker engine, ``DOCKER_HOST``, and the
 images built: see docs/compose.md); ``swarm``: the Swarm stack over the nodes of
 ``outlast swarm up`` (docs/distributed.md) — bootstraps account, zone, tunnel and route, and
-stops the clock when a visitor request has been served through every PoP (``up()`` returns). Targets:
+stops the clock when a visitor request has been served through every PoP
+(``up()`` returns). Targets:
 local <= 3 s, Compose (images built) <= 20 s, Swarm <= 60 s. Bounded: --runs (max 10).
 """
 
