@@ -203,6 +203,10 @@ class SwarmCluster:
                 f"the manager has no {OFFLINE_IMAGE} image: run `outlast compose build --offline` "
                 "first (the swarm's workers get it from the manager)"
             ) from None
+        existing = self.load_state()
+        if existing is not None and self._all_ready(str(manager_image.id)):
+            self.progress("the swarm is up, every worker ready with the manager's image")
+            return existing
         built = build_node_image(client, self.progress)
         state = ClusterState(
             manager_address=self.manager_address,
@@ -264,6 +268,20 @@ class SwarmCluster:
         state.seconds["total"] = round(time.monotonic() - started, 1)
         self._save_state(state)
         return state
+
+    def _all_ready(self, image_id: str) -> bool:
+        """Whether every worker is a ready node holding the manager's image (``up`` is done)."""
+        if self._swarm_state() != "active":
+            return False
+        for spec in self.workers:
+            node = self._swarm_node(spec.name)
+            if node is None or node["Status"]["State"] != "ready":
+                return False
+            try:
+                self.check_image(spec.name, image_id)
+            except SwarmError:
+                return False
+        return True
 
     def _nodes_network(self) -> None:
         import docker.types
