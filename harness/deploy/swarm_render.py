@@ -15,7 +15,10 @@ What differs from the Compose rendering, and why:
   is published by the stack; the harness's gateway container on the manager publishes each
   port on 127.0.0.1 (see :mod:`harness.swarm.gateway`). The networks a gateway joins
   (``pub-<service>``) are attachable;
-* every network is an internal overlay network.
+* every network is an internal overlay network, and a name outside the stack fails at once
+  (``dns: [127.0.0.1]``): when a node dies its services' names stop resolving, and the
+  embedded DNS would otherwise forward them to an unreachable resolver for 10 s per lookup,
+  queueing every other lookup of the process behind them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from harness.deploy.model import DeploymentPlan, Service
 OFFLINE_IMAGE = "outlast:offline"
 HEALTH_TIMING = {"interval": "2s", "timeout": "5s", "retries": 90, "start_period": "5s"}
 ROLE_LABEL = "outlast.role"
+#: Forwarder for names outside the stack: nothing listens there, so such a lookup fails at once.
+NO_UPSTREAM_DNS = "127.0.0.1"
 POP_LABEL = "outlast.pop"
 
 
@@ -58,6 +63,10 @@ def swarm_service(service: Service, image: str = OFFLINE_IMAGE) -> dict[str, Any
             "labels": {"org.outlast.service": service.name},
         },
         "stop_grace_period": "10s",
+        # Names only ever resolve inside the stack: with no reachable upstream resolver, the
+        # engine's embedded DNS would spend 10 s forwarding the name of a service whose task
+        # is gone (its node died), and the lookups of every healthy name would queue behind it.
+        "dns": [NO_UPSTREAM_DNS],
     }
     if service.health:
         spec["healthcheck"] = {"test": ["CMD", *service.health], **HEALTH_TIMING}

@@ -44,7 +44,7 @@ from harness.compose.steps import BootstrapSpec, StepError, bootstrap, populate
 from harness.deploy.files import add_tunnel_files, make_files
 from harness.deploy.model import DeploymentPlan
 from harness.deploy.reference_plan import PlanParameters, reference_plan
-from harness.deploy.swarm_render import render_swarm
+from harness.deploy.swarm_render import NO_UPSTREAM_DNS, render_swarm
 from harness.stack.base import StackError
 from harness.stack.compose import ComposeStack
 from harness.stack.readiness import wait_http
@@ -268,6 +268,7 @@ class SwarmStack(ComposeStack):
                 name=self.gateway_name,
                 detach=True,
                 init=True,
+                dns=[NO_UPSTREAM_DNS],
                 network=GATEWAY_NETWORK,
                 ports=ports,
                 labels={STACK_LABEL: self.project, NODE_LABEL: "gateway"},

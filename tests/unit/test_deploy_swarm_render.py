@@ -27,6 +27,7 @@ def test_nothing_is_published_and_every_service_is_pinned(tmp_path: Path) -> Non
         assert "ports" not in service, name
         assert service["deploy"]["endpoint_mode"] == "dnsrr", name
         assert len(service["deploy"]["placement"]["constraints"]) == 1, name
+        assert service["dns"] == ["127.0.0.1"], name  # a dead service's name fails at once
     assert stack["services"]["edge-fra"]["deploy"]["placement"]["constraints"] == [
         "node.labels.outlast.pop == fra"
     ]
