@@ -368,6 +368,9 @@ class SwarmStack(ComposeStack):
             except Exception as exc:  # a log is a courtesy; teardown must go on
                 text = f"could not read the log: {exc}\n"
             (logs / f"{name}.log").write_text(text)
+        with contextlib.suppress(Exception):
+            gateway = self.cluster.client.containers.get(self.gateway_name)
+            (logs / "gateway.log").write_bytes(gateway.logs(timestamps=True))
 
     def _remove_all(self) -> dict[str, list[str]]:
         import docker.errors

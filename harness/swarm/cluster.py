@@ -208,11 +208,12 @@ class SwarmCluster:
             self.progress("the swarm is up, every worker ready with the manager's image")
             return existing
         built = build_node_image(client, self.progress)
+        # An `up` over an earlier one keeps what that one created: `down` must still undo it.
         state = ClusterState(
             manager_address=self.manager_address,
             subnet=str(self.subnet),
-            swarm_created=False,
-            gwbridge_created=False,
+            swarm_created=existing.swarm_created if existing else False,
+            gwbridge_created=existing.gwbridge_created if existing else False,
         )
         if built is not None:
             state.seconds["node_image"] = built
