@@ -1,13 +1,15 @@
 """Stack start-up: time until visitors are served through every PoP, and teardown time.
 
-    python bench/stack_startup.py [--runs 5] [--backend local|compose]
+    python bench/stack_startup.py [--runs 5] [--backend local|compose|swarm]
 
 Each run starts a fresh stack in a temporary directory — ``local``: the embedded stack
 (broker, control plane, 2 edges, origin, fault proxy, one connector as processes on 127.0.0.1);
 ``compose``: the Docker Compose project (needs a running Docker engine, ``DOCKER_HOST``, and the
-images built: see docs/compose.md) — bootstraps account, zone, tunnel and route, and stops the
-clock when a visitor request has been served through every PoP (``up()`` returns). Targets:
-local <= 3 s, Compose (images built) <= 20 s. Bounded: --runs (max 10).
+images built: see docs/compose.md); ``swarm``: the Swarm stack over the nodes of
+``outlast swarm up`` (docs/distributed.md) — bootstraps account, zone, tunnel and route, and
+stops the clock when a visitor request has been served through every PoP
+(``up()`` returns). Targets:
+local <= 3 s, Compose (images built) <= 20 s, Swarm <= 60 s. Bounded: --runs (max 10).
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Run, loadavg, print_table, run_async
 from harness.stack.local import LocalStack
 
-TARGET_S = {"local": 3.0, "compose": 20.0}
+TARGET_S = {"local": 3.0, "compose": 20.0, "swarm": 60.0}
 
 
 def make_stack(backend: str, state_dir: Path) -> Any:
+    if backend == "swarm":
+        from harness.stack.swarm import SwarmStack
+
+        return SwarmStack(state_dir)
     if backend == "compose":
         from harness.stack.compose import ComposeStack
 
@@ -64,12 +70,12 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--backend", choices=("local", "compose"), default="local")
+    parser.add_argument("--backend", choices=("local", "compose", "swarm"), default="local")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not 1 <= args.runs <= 10:
         parser.error("--runs must be 1..10")
-    run = Run("stack_startup" if args.backend == "local" else "stack_startup-compose")
+    run = Run("stack_startup" if args.backend == "local" else f"stack_startup-{args.backend}")
     results = run_async(main_async(args))
     ups = [r["up_s"] for r in results]
     target = TARGET_S[args.backend]

@@ -29,6 +29,8 @@ main = LazyGroup(
         "report": "harness.report.cli:report_command",
         "run": "harness.run_cli:run_command",
         "compose": "harness.compose.cli:compose_group",
+        "swarm": "harness.swarm.cli:swarm_group",
+        "render": "harness.deploy.cli:render_command",
         "explore": "harness.explore.cli:explore_command",
         "scenarios": "harness.scenario.cli:scenarios_command",
     },

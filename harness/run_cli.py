@@ -55,11 +55,12 @@ def _load_all(locations: tuple[Path, ...]) -> list[Scenario]:
 @click.argument("locations", nargs=-1, required=True, type=click.Path(exists=False, path_type=Path))
 @click.option(
     "--backend",
-    type=click.Choice(["local", "compose"]),
+    type=click.Choice(["local", "compose", "swarm", "kubernetes"]),
     default="local",
     show_default=True,
-    help="Where the stack runs: local processes on 127.0.0.1, or Docker Compose "
-    "(images from `outlast compose build`).",
+    help="Where the stack runs: local processes on 127.0.0.1, Docker Compose "
+    "(images from `outlast compose build`), a Docker Swarm stack (`outlast swarm up`), or a "
+    "Kubernetes cluster (the current kubeconfig context; docs/distributed.md).",
 )
 @click.option("--seed", type=int, help="Override the scenarios' seed.")
 @click.option(

@@ -93,7 +93,19 @@ def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stac
         return ComposeStack(
             state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args
         )
-    raise ValueError(f"unknown backend {options.backend!r} (available: local, compose)")
+    if options.backend == "swarm":
+        from harness.stack.swarm import SwarmStack
+
+        return SwarmStack(state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args)
+    if options.backend == "kubernetes":
+        from harness.stack.kubernetes import KubernetesStack
+
+        return KubernetesStack(
+            state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args
+        )
+    raise ValueError(
+        f"unknown backend {options.backend!r} (available: local, compose, swarm, kubernetes)"
+    )
 
 
 def effective_scenario(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -333,11 +345,12 @@ class ScenarioRun:
             raise
         if fid is None:
             fid = self.journal.fault_start(entry.fault, entry.target, params, name=entry.name)
+        await self._note_orchestrator(f"after {label}")
         active = _ActiveFault(entry, fault, fid)
         self.active.append(active)
         self._say(f"fault start: {label}")
         if entry.duration is None:
-            if entry.fault in ("restart", "token_rollover", "credential_revocation"):
+            if entry.fault in ("restart", "token_rollover", "credential_revocation", "task_kill"):
                 await self._heal(active)  # instantaneous: the window is the action itself
             return
         end = started + (float(entry.at) + float(entry.duration)) * scale
@@ -359,7 +372,20 @@ class ScenarioRun:
         self.journal.fault_stop(
             active.fault_id, entry.fault, entry.target, params, name=entry.name, error=error
         )
+        await self._note_orchestrator(f"after healing {entry.label()}")
         self._say(f"fault stop:  {entry.label()}" + (f" (heal failed: {error})" if error else ""))
+
+    async def _note_orchestrator(self, when: str) -> None:
+        """Journal what the orchestrator did (Swarm task states), for backends that have one."""
+        task_states = getattr(self.fault_ctx.stack if self.fault_ctx else None, "task_states", None)
+        if task_states is None:
+            return
+        try:
+            tasks = await asyncio.to_thread(task_states)
+        except Exception as exc:  # a diagnostic: never fail the run for it
+            self.journal.note(f"swarm tasks {when}: unavailable ({exc})", level="warning")
+            return
+        self.journal.note(f"swarm tasks {when}", tasks=tasks)
 
     async def heal_all(self) -> None:
         """Undo every fault still in effect (end of run, failure, or Ctrl-C)."""

@@ -69,8 +69,17 @@ def _image_exists(client: Any, name: str) -> bool:
     return True
 
 
-def build_base(client: Any, work: Path, progress: Progress, mirror: str = DEBIAN_MIRROR) -> None:
-    """``mmdebstrap`` bookworm into a tar file, then ``docker import`` it as :data:`BASE_IMAGE`."""
+def build_base(
+    client: Any,
+    work: Path,
+    progress: Progress,
+    mirror: str = DEBIAN_MIRROR,
+    *,
+    image: str = BASE_IMAGE,
+    packages: tuple[str, ...] = BASE_PACKAGES,
+) -> None:
+    """``mmdebstrap`` bookworm with ``packages`` into a tar file, then ``docker import`` it as
+    ``image`` (default :data:`BASE_IMAGE`)."""
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
         raise EngineError("mmdebstrap is missing: `apt-get install mmdebstrap` (Debian package)")
@@ -78,7 +87,7 @@ def build_base(client: Any, work: Path, progress: Progress, mirror: str = DEBIAN
     argv = [
         mmdebstrap,
         "--variant=minbase",
-        f"--include={','.join(BASE_PACKAGES)}",
+        f"--include={','.join(packages)}",
         '--aptopt=Acquire::Check-Valid-Until "false"',
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -87,13 +96,13 @@ def build_base(client: Any, work: Path, progress: Progress, mirror: str = DEBIAN
         str(rootfs),
         mirror,
     ]
-    progress(f"mmdebstrap bookworm ({', '.join(BASE_PACKAGES)})")
+    progress(f"mmdebstrap bookworm ({', '.join(packages)})")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-20:])
         raise EngineError(f"mmdebstrap failed ({done.returncode}); it needs root:\n{tail}")
-    progress(f"docker import -> {BASE_IMAGE}")
-    repository, tag = BASE_IMAGE.split(":")
+    progress(f"docker import -> {image}")
+    repository, tag = image.split(":")
     client.api.import_image_from_file(
         str(rootfs),
         repository=repository,
@@ -101,8 +110,8 @@ def build_base(client: Any, work: Path, progress: Progress, mirror: str = DEBIAN
         changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
     )
     rootfs.unlink(missing_ok=True)
-    if not _image_exists(client, BASE_IMAGE):
-        raise EngineError(f"docker import did not produce {BASE_IMAGE}")
+    if not _image_exists(client, image):
+        raise EngineError(f"docker import did not produce {image}")
 
 
 def _dependencies(source: Path) -> list[str]:

@@ -45,6 +45,12 @@ PERSISTENT_FAULTS: dict[str, str] = {
 """Fault kinds that change persistent state by design: a reset between examples cannot undo
 them, so every later example would test a different system."""
 
+SWARM_FAULTS: dict[str, str] = {
+    kind: "it acts on swarm nodes and tasks, and `outlast explore` runs the local stack"
+    for kind in ("node_down", "node_drain", "task_kill", "network_partition")
+}
+"""Orchestrator faults (harness/faults/swarm.py): not explorable on the local stack yet."""
+
 EXPLORE_TRAFFIC = TrafficSpec(
     rate=10,
     mix=TrafficMix(get=6, post=3, ws=1),
@@ -97,6 +103,16 @@ class FaultRule(StrictModel):
     def _rules_of_the_fault(self) -> FaultRule:
         spec = self.spec
         errors: list[InitErrorDetails] = []
+        if self.fault in SWARM_FAULTS:
+            errors.append(
+                custom_error(
+                    ("fault",),
+                    "swarm_only",
+                    f"{self.fault} cannot be explored: {SWARM_FAULTS[self.fault]}. Test it "
+                    "with a scenario (outlast run --backend swarm) instead",
+                    self.fault,
+                )
+            )
         if self.fault in PERSISTENT_FAULTS:
             errors.append(
                 custom_error(

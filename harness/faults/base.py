@@ -62,7 +62,7 @@ def register(cls: type[Fault]) -> type[Fault]:
 def make_fault(kind: str, target: str, params: dict[str, Any] | None = None) -> Fault:
     """Build the fault ``kind`` on ``target``; unknown kinds name the known ones."""
     # Importing the modules registers their fault kinds.
-    from harness.faults import credentials, links, outages, processes  # noqa: F401
+    from harness.faults import credentials, links, outages, processes, swarm  # noqa: F401
 
     try:
         cls = FAULT_KINDS[kind]

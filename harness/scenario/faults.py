@@ -31,11 +31,16 @@ FaultKind = Literal[
     "pause",
     "restart",
     "stop",
+    "node_down",
+    "node_drain",
+    "task_kill",
+    "network_partition",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
-TargetKind = Literal["none", "link", "pop", "tunnel", "component"]
-"""What a fault's ``target`` names: nothing, a fault-proxy link, a PoP, a tunnel or a component."""
+TargetKind = Literal["none", "link", "pop", "tunnel", "component", "node"]
+"""What a fault's ``target`` names: nothing, a fault-proxy link, a PoP, a tunnel, a component or
+a swarm worker node (``pop-<pop>``, ``connectors``)."""
 
 DurationRule = Literal["required", "optional", "forbidden"]
 """Whether a timeline entry of this fault needs ``for`` (faults without it are instantaneous)."""
@@ -164,6 +169,14 @@ FAULT_SPECS: dict[str, FaultSpec] = {
             FaultParams,
             "stop a process (started again after `for`, if given)",
         ),
+        FaultSpec("node_down", "node", "required", FaultParams,
+                  "a swarm node dies (its engine stopped), then comes back"),
+        FaultSpec("node_drain", "node", "required", FaultParams,
+                  "a swarm node drained (Swarm takes its tasks away), then active"),
+        FaultSpec("task_kill", "component", "forbidden", FaultParams,
+                  "SIGKILL a component's Swarm task (Swarm starts a new one)"),
+        FaultSpec("network_partition", "node", "required", FaultParams,
+                  "a swarm node cut off from every other node"),
     )
 }
 assert set(FAULT_SPECS) == set(FAULT_KINDS)

@@ -212,6 +212,7 @@ class StackSpec(StrictModel):
             "pop": list(self.pops),
             "tunnel": [t.name for t in self.tunnels],
             "component": self.components,
+            "node": [*(f"pop-{pop}" for pop in self.pops), "connectors"],
         }.get(kind, [])
 
     def topology(self) -> Topology:

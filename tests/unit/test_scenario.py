@@ -42,7 +42,8 @@ KNOWN_LINKS = (
 KNOWN_FAULTS = (
     "controlplane_outage, broker_outage, token_rollover, credential_revocation, link_down, "
     "link_blackhole, link_latency, link_bandwidth, link_reset, link_slicer, link_limit_data, "
-    "pop_outage, pop_withdraw, kill, pause, restart, stop"
+    "pop_outage, pop_withdraw, kill, pause, restart, stop, node_down, node_drain, task_kill, "
+    "network_partition"
 )
 KNOWN_CHECKS = (
     "auth_errors, availability, control_plane_independent, dns_unchanged, failover_within, "
