@@ -79,6 +79,22 @@ def _load_all(locations: tuple[Path, ...]) -> list[Scenario]:
     default=Path("reports"),
     show_default=True,
 )
+@click.option(
+    "--connector",
+    type=click.Choice(["reference", "cloudflared"]),
+    default=None,
+    help="What runs the named tunnels (default: each scenario's stack.connector, itself "
+    "'reference'): the reference connector or the real cloudflared binary "
+    "(docs/cloudflared.md). Legacy tunnels always run the reference connector.",
+)
+@click.option(
+    "--cloudflared",
+    "cloudflared_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The cloudflared binary for --connector cloudflared (default: $OUTLAST_CLOUDFLARED, "
+    "../shared/cloudflared/cloudflared, or cloudflared on PATH).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only print the result lines.")
 def run_command(
     locations: tuple[Path, ...],
@@ -87,6 +103,8 @@ def run_command(
     time_scale: float | None,
     speed: float | None,
     report_dir: Path,
+    connector: str | None,
+    cloudflared_path: Path | None,
     quiet: bool,
 ) -> None:
     """Run scenario files (or every scenario in a directory) and write reports."""
@@ -111,6 +129,8 @@ def run_command(
         report_dir=report_dir,
         progress=progress,
         status=status,
+        connector=connector,
+        cloudflared=cloudflared_path,
     )
     reports: list[RunReport] = []
     try:

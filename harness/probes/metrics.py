@@ -1,7 +1,10 @@
 """Metrics scrapes of connectors, edges and the control plane, as journal samples.
 
 Samples carry only what checks read (see ``harness/checks/samples.py``):
-* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}}``
+* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}}``; for cloudflared
+  (a target with ``ready_url``) ``ha_connections`` is ``/ready``'s ``readyConnections``, since its
+  gauge of that name also counts connections waiting to redial, and ``locations`` is the last
+  PoP of each connection index (exact whenever every index is registered)
 * edge: ``{pop, connections: {tunnel_id: n}}``
 * controlplane: ``{requests: {"METHOD route": cumulative count}}``
 """
@@ -56,6 +59,18 @@ def parse_controlplane(text: str) -> dict[str, Any]:
     return {"requests": requests}
 
 
+async def ready_connections(client: httpx.AsyncClient, url: str) -> int:
+    """``readyConnections`` of a connector's ``/ready`` (200 or 503, both carry it)."""
+    response = await client.get(url)
+    if response.status_code not in (200, 503):
+        response.raise_for_status()
+        raise ValueError(f"{url} answered {response.status_code}")
+    value = response.json().get("readyConnections")
+    if not isinstance(value, int):
+        raise ValueError(f"{url}: no readyConnections in {response.text[:100]!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ScrapeTarget:
     """One metrics endpoint: what it is (sample kind), its name and URL, and a tunnel/PoP."""
@@ -64,6 +79,7 @@ class ScrapeTarget:
     source: str
     url: str
     subject: str = ""  # tunnel name for connectors, PoP for edges
+    ready_url: str | None = None  # a connector whose registered count is read from /ready
 
 
 class MetricsProbe:
@@ -94,6 +110,8 @@ class MetricsProbe:
             response = await client.get(target.url)
             response.raise_for_status()
             value = PARSERS[target.kind](response.text, target.subject)
+            if target.ready_url is not None:
+                value["ha_connections"] = await ready_connections(client, target.ready_url)
         except (httpx.HTTPError, ValueError) as exc:
             self.journal.sample(target.kind, target.source, error=f"{type(exc).__name__}: {exc}")
             return

@@ -22,6 +22,12 @@ import yaml
 
 from harness.faultproxy.locate import FaultProxyChoice, locate_fault_proxy
 from harness.stack.base import StackError
+from harness.stack.cloudflared import (
+    CloudflaredRun,
+    check_connector_kind,
+    cloudflared_version,
+    locate_cloudflared,
+)
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
 from harness.stack.ports import free_port
@@ -50,6 +56,9 @@ class LocalStack(StackLayout):
         ready_timeout: float = 30.0,
         legacy_dns_grace: float | None = None,
         origin_timeout: float | None = None,
+        connector: str = "reference",
+        cloudflared: str | Path | None = None,
+        ha_connections: int = 4,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
@@ -65,6 +74,13 @@ class LocalStack(StackLayout):
         #: How long a user's origin command may take to answer its health path.
         self.origin_timeout = origin_timeout or ready_timeout
         self.legacy_dns_grace = legacy_dns_grace
+        #: Which connector runs the named tunnels: ``reference`` or the real ``cloudflared``
+        #: (legacy tunnels always run the reference connector).
+        self.connector = check_connector_kind(connector)
+        self.cloudflared_path = cloudflared
+        self.cloudflared_binary: Path | None = None
+        self.cloudflared_version: str | None = None
+        self.ha_connections = ha_connections
         self.processes: dict[str, ManagedProcess] = {}
         self.ports: dict[str, int] = {}
         self.proxies: dict[str, dict[str, str]] = {}
@@ -135,6 +151,7 @@ class LocalStack(StackLayout):
                     "id": self.tunnel_ids.get(t.name),
                     "credentials_file": str(self.credentials_files.get(t.name, "")),
                     "connector": t.connector,
+                    "connector_kind": self.connector_kind(t),
                     "metrics_url": self.connector_metrics_url(t.name) + "/metrics",
                     "ready_url": self.connector_metrics_url(t.name) + "/ready",
                     "connectors": {
@@ -152,7 +169,18 @@ class LocalStack(StackLayout):
                 for name, proc in self.processes.items()
             },
             "startup_seconds": self.startup_seconds,
+            "connector": {"kind": self.connector, "version": self.connector_version()},
         }
+
+    def connector_kind(self, tunnel: TunnelSpec) -> str:
+        """``cloudflared`` for a named tunnel of a cloudflared stack, else ``reference``."""
+        if self.connector == "cloudflared" and not tunnel.is_legacy:
+            return "cloudflared"
+        return "reference"
+
+    def connector_version(self) -> str | None:
+        """The cloudflared version the named tunnels run (``None`` for the reference one)."""
+        return self.cloudflared_version if self.connector == "cloudflared" else None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -256,6 +284,12 @@ class LocalStack(StackLayout):
         return self.proxies[link]["listen"]
 
     async def _start_all(self) -> None:
+        if any(self.connector_kind(t) == "cloudflared" for t in self.topology.tunnels):
+            # Before anything starts: a missing binary is a clear error, not a half-up stack.
+            self.cloudflared_binary = locate_cloudflared(self.cloudflared_path)
+            self.cloudflared_version = await asyncio.to_thread(
+                cloudflared_version, self.cloudflared_binary
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
         self._allocate_ports()
@@ -484,6 +518,8 @@ class LocalStack(StackLayout):
         )
 
     def _connector_process(self, tunnel: TunnelSpec, component: str) -> ManagedProcess:
+        if self.connector_kind(tunnel) == "cloudflared":
+            return self._cloudflared_process(tunnel, component)
         if tunnel.is_legacy:
             # Classic: no tunnel object, no credentials file; cert.pem + hostname at every
             # registration, which the edges pass on to the control plane.
@@ -509,6 +545,30 @@ class LocalStack(StackLayout):
         for pop in self.topology.pops:
             args += ["--edge", self.proxy_address(f"conn-{pop}")]
         return self._process(component, *args, *self.connector_args)
+
+    def _cloudflared_process(self, tunnel: TunnelSpec, component: str) -> ManagedProcess:
+        """One replica of ``tunnel`` as the real cloudflared (harness/stack/cloudflared.py)."""
+        assert self.cloudflared_binary is not None
+        if self.origin_url is None:
+            raise StackError(
+                "connector cloudflared: a stack origin given as ingress rules is not supported "
+                "yet (give the origin a command or url)"
+            )
+        run = CloudflaredRun(
+            binary=self.cloudflared_binary,
+            tunnel_id=self.tunnel_ids[tunnel.name],
+            credentials_file=self.credentials_files[tunnel.name],
+            origin_url=self.origin_url,
+            edge_links=tuple(self.proxy_address(f"conn-{pop}") for pop in self.topology.pops),
+            edge_ca=self.edge_ca_file,
+            metrics=_addr(self.ports[f"{component}-metrics"]),
+            ha_connections=self.ha_connections,
+        )
+        proc = self._spawn(component, run.argv())
+        # cloudflared looks for config.yml under $HOME: the stack's user home has none.
+        assert proc.env is not None
+        proc.env["HOME"] = str(self.home)
+        return proc
 
     def _origin_args(self) -> list[str]:
         """``--url ORIGIN``, or ``--config`` with the user's ingress rules."""
@@ -626,11 +686,15 @@ class LocalStack(StackLayout):
         every PoP and through the anycast entry."""
         timeout = timeout or self.ready_timeout
         connector = self.processes.get(tunnel.connector)
+        # cloudflared dials its HA connections one after the other, a second apart: a scenario
+        # starts when all are registered (the reference connector dials them at once).
+        full = self.ha_connections if self.connector_kind(tunnel) == "cloudflared" else 1
         for component in tunnel.connectors:
             await wait_http(
                 f"{self.connector_metrics_url(component)}/ready",
                 timeout=timeout,
                 process=self.processes.get(component),
+                expect_body=lambda body: _ready_connections(body) >= full,
             )
         user = self.topology.origin
         path = user.health if user else "/"
@@ -672,3 +736,12 @@ class LocalStack(StackLayout):
 
     async def resume(self, component: str) -> None:
         self._component(component).resume()
+
+
+def _ready_connections(body: bytes) -> int:
+    """``readyConnections`` of a connector's ``/ready`` body (0 if it is not that JSON)."""
+    try:
+        value = json.loads(body).get("readyConnections", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return int(value) if isinstance(value, int) else 0
