@@ -565,9 +565,9 @@ class LocalStack(StackLayout):
             ha_connections=self.ha_connections,
         )
         proc = self._spawn(component, run.argv())
-        # cloudflared looks for config.yml under $HOME: the stack's user home has none.
-        assert proc.env is not None
-        proc.env["HOME"] = str(self.home)
+        # A clean environment: cloudflared reads many TUNNEL_* variables, and looks for
+        # config.yml under $HOME (the stack's user home has none).
+        proc.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)}
         return proc
 
     def _origin_args(self) -> list[str]:

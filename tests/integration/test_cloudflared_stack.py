@@ -1,0 +1,122 @@
+"""The real cloudflared as the stack's connector (LocalStack(connector="cloudflared")): 4 HA
+connections over both PoPs through the fault proxy, visitors served with its tunnel tag, a
+WebSocket through its transport, a link fault acting on it, and kill/start of its process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import aiohttp
+import httpx
+import pytest
+
+from harness.faultproxy.client import FaultProxyClient
+from harness.probes.metrics import MetricsProbe, ScrapeTarget
+from harness.stack.cloudflared import BUNDLED, edge_arguments
+from harness.stack.local import LocalStack
+from tests.integration.test_edge_support import eventually, metric_value
+
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(
+        not os.access(BUNDLED, os.X_OK),
+        reason=f"the real cloudflared binary is not at {BUNDLED} (CI has it)",
+    ),
+]
+HOST = "app.example.com"
+
+
+def test_edge_list_repeats_each_link_alternating() -> None:
+    assert edge_arguments(["A", "F"], 2) == ["--edge", "A", "--edge", "F"] * 2
+
+
+async def _edge_connections(client: httpx.AsyncClient, stack: LocalStack, pop: str) -> float:
+    text = (await client.get(stack.pop_metrics_url(pop))).text
+    return metric_value(text, "outlast_edge_connections") or 0.0
+
+
+async def _ready(client: httpx.AsyncClient, stack: LocalStack) -> int:
+    try:
+        response = await client.get(f"{stack.connector_metrics_url('web')}/ready")
+    except httpx.HTTPError:
+        return -1
+    return int(response.json()["readyConnections"])
+
+
+async def test_cloudflared_runs_the_named_tunnel_through_the_fault_proxy(tmp_path: Path) -> None:
+    async with (
+        LocalStack(tmp_path / "stack", connector="cloudflared") as stack,
+        httpx.AsyncClient(trust_env=False, timeout=10) as client,
+        FaultProxyClient(stack.faultproxy_url) as faultproxy,
+    ):
+        endpoints = stack.endpoints()
+        tunnel = endpoints["tunnels"][0]
+        assert endpoints["connector"]["kind"] == "cloudflared"
+        assert endpoints["connector"]["version"].startswith("20")
+        assert tunnel["connector_kind"] == "cloudflared"
+        assert stack.processes["connector-web"].argv[0] == str(stack.cloudflared_binary)
+        # Up means all four registered, two at each PoP (regions follow the PoPs).
+        assert await _ready(client, stack) == 4
+        assert [await _edge_connections(client, stack, p) for p in ("ams", "fra")] == [2, 2]
+
+        got = await client.get(endpoints["visitor_url"] + "/x", headers={"Host": HOST})
+        assert got.status_code == 200, got.text
+        # cloudflared names the tunnel to the origin with the tag the stack gave it.
+        assert got.json()["headers"]["cf-warp-tag-tunnel-id"] == tunnel["id"]
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(endpoints["visitor_url"] + "/ws", headers={"Host": HOST}) as ws,
+        ):
+            hello = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            assert hello["headers"]["cf-warp-tag-tunnel-id"] == tunnel["id"]
+            blob = os.urandom(200_000)
+            await ws.send_bytes(blob)
+            await ws.send_str("héllo")
+            assert (await asyncio.wait_for(ws.receive(), 10)).data == blob
+            assert (await asyncio.wait_for(ws.receive(), 10)).data == "héllo"
+
+        # The probe reads how many are registered from /ready, not cloudflared's gauge.
+        probe_target = ScrapeTarget(
+            "connector", "connector-web", tunnel["metrics_url"], "web", tunnel["ready_url"]
+        )
+        journal = _NullJournal()
+        probe = MetricsProbe(journal, [probe_target], interval=1)  # type: ignore[arg-type]
+
+        # A link fault acts on cloudflared's connections: ams loses all of them.
+        await (await faultproxy.get_proxy("conn-ams")).disable()
+        await eventually(
+            lambda: _is(_edge_connections(client, stack, "ams"), 0.0), timeout=20, interval=0.2
+        )
+        await probe.scrape(client, probe_target)
+        sample = journal.samples[-1]
+        assert sample["ha_connections"] < 4, sample
+        await (await faultproxy.get_proxy("conn-ams")).enable()
+        await eventually(lambda: _is(_ready(client, stack), 4), timeout=60, interval=0.5)
+
+        # kill/start act on its process.
+        await stack.kill("connector-web")
+        assert await _ready(client, stack) == -1
+        await stack.start("connector-web")
+        await eventually(lambda: _is(_ready(client, stack), 4), timeout=30, interval=0.2)
+
+
+async def _is(value: object, expected: object) -> bool:
+    if asyncio.iscoroutine(value):
+        value = await value
+    return value == expected
+
+
+class _NullJournal:
+    """Collects the probe's samples instead of writing a journal."""
+
+    def __init__(self) -> None:
+        self.samples: list[dict[str, object]] = []
+
+    def sample(self, kind: str, source: str, value: object = None, error: str | None = None) -> None:
+        assert error is None, error
+        assert isinstance(value, dict)
+        self.samples.append(value)
