@@ -116,7 +116,9 @@ class _NullJournal:
     def __init__(self) -> None:
         self.samples: list[dict[str, object]] = []
 
-    def sample(self, kind: str, source: str, value: object = None, error: str | None = None) -> None:
+    def sample(
+        self, kind: str, source: str, value: object = None, error: str | None = None
+    ) -> None:
         assert error is None, error
         assert isinstance(value, dict)
         self.samples.append(value)
