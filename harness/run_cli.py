@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -81,11 +82,12 @@ def _load_all(locations: tuple[Path, ...]) -> list[Scenario]:
 )
 @click.option(
     "--connector",
-    type=click.Choice(["reference", "cloudflared"]),
+    type=click.Choice(["reference", "cloudflared", "both"]),
     default=None,
     help="What runs the named tunnels (default: each scenario's stack.connector, itself "
     "'reference'): the reference connector or the real cloudflared binary "
-    "(docs/cloudflared.md). Legacy tunnels always run the reference connector.",
+    "(docs/cloudflared.md); 'both' runs every scenario with each, one after the other, and "
+    "the catalogue shows them side by side. Legacy tunnels always run the reference connector.",
 )
 @click.option(
     "--cloudflared",
@@ -133,13 +135,19 @@ def run_command(
         cloudflared=cloudflared_path,
     )
     reports: list[RunReport] = []
+    connectors: list[str | None] = (
+        ["reference", "cloudflared"] if connector == "both" else [connector]
+    )
+    plays = [(s, c) for s in scenarios for c in connectors]
     try:
-        for index, scenario in enumerate(scenarios, start=1):
-            view.begin(index, len(scenarios), scenario.name)
+        for index, (scenario, played_by) in enumerate(plays, start=1):
+            label = scenario.name + (f" ({played_by})" if connector == "both" else "")
+            view.begin(index, len(plays), label)
             warning = _stretch_warning(scenario, time_scale)
             if warning and not quiet:
                 view.event(warning)
-            report = asyncio.run(cancel_on_sigterm(run_scenario(scenario, options)))
+            played = replace(options, connector=played_by)
+            report = asyncio.run(cancel_on_sigterm(run_scenario(scenario, played)))
             view.clear()
             reports.append(report)
             _print_result(report)
@@ -180,8 +188,10 @@ def _catalogue(report_dir: Path, reports: list[RunReport], scenarios: list[Scena
 def _print_result(report: RunReport) -> None:
     summary = report.summary
     sla = summary.get("sla", {})
+    connector = summary.get("connector") or {}
+    played = f" [{connector['kind']}]" if connector.get("kind", "reference") != "reference" else ""
     click.echo(
-        f"{summary['scenario']}: {report.verdict.upper()}  "
+        f"{summary['scenario']}{played}: {report.verdict.upper()}  "
         f"availability {sla.get('availability')}%  "
         f"requests {sla.get('requests')}  report {report.run_dir / 'report.html'}"
     )
