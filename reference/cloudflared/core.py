@@ -296,6 +296,10 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
             self.local_configuration = event.config
             return [ConfigurationPushed(event.config)]
         if isinstance(event, rpc.RpcAborted):
+            if self.state == "draining":
+                # cloudflared ends its RPC session after unregisterConnection; requests in
+                # flight finish within its grace period before it closes the connection.
+                return []
             raise WireProtocolError(f"cloudflared aborted the RPC session: {event.reason}")
         return []
 
@@ -346,11 +350,24 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
 
     def _on_stream_ended(self, stream_id: int) -> list[ev.WireEvent]:
         if stream_id == self._control_id:
-            # cloudflared ends its side when it stops serving the control stream.
-            if self.state in ("refused", "draining"):
-                return self.close("unregistered" if self.state == "draining" else "refused")
+            # cloudflared ends its side when it stops serving the control stream. After
+            # unregisterConnection it still finishes the requests in flight and then closes
+            # the connection itself (its EOF ends it here as "unregistered").
+            if self.state == "draining":
+                return []
+            if self.state == "refused":
+                return self.close("refused")
             raise WireProtocolError("cloudflared closed the control stream")
         return super()._on_stream_ended(stream_id)
+
+    def _on_stream_reset(self, stream_id: int, error_code: int) -> list[ev.WireEvent]:
+        if stream_id == self._control_id and self.state == "draining":
+            # After unregisterConnection cloudflared resets the control stream; its requests in
+            # flight still finish (it closes the connection after them).
+            self._streams.pop(stream_id, None)
+            return []
+        self._websockets.pop(stream_id, None)
+        return super()._on_stream_reset(stream_id, error_code)
 
     def _eof_reason(self) -> str:
         return "unregistered" if self.state == "draining" else "eof"

@@ -97,6 +97,18 @@ async def test_cloudflared_runs_the_named_tunnel_through_the_fault_proxy(tmp_pat
         await (await faultproxy.get_proxy("conn-ams")).enable()
         await eventually(lambda: _is(_ready(client, stack), 4), timeout=60, interval=0.5)
 
+        # A graceful stop (SIGTERM) unregisters every connection but lets a request in flight
+        # finish: the edge keeps a draining connection until cloudflared closes it.
+        slow = asyncio.create_task(
+            client.get(endpoints["visitor_url"] + "/slow?delay=1.5", headers={"Host": HOST})
+        )
+        await asyncio.sleep(0.5)
+        await stack.stop("connector-web")
+        finished = await slow
+        assert finished.status_code == 200, finished.text
+        await stack.start("connector-web")
+        await eventually(lambda: _is(_ready(client, stack), 4), timeout=30, interval=0.2)
+
         # kill/start act on its process.
         await stack.kill("connector-web")
         assert await _ready(client, stack) == -1
