@@ -330,9 +330,7 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
         source = str(meta.get("src", "origin"))
         stream = self._streams.get(stream_id)
         if stream is not None and stream.kind == "websocket":
-            upgraded = any(
-                k.lower() == "upgrade" and v.lower() == "websocket" for k, v in user
-            )
+            upgraded = any(k.lower() == "upgrade" and v.lower() == "websocket" for k, v in user)
             if status == 200 and source == "origin" and upgraded:
                 # 200 stands for the origin's 101 (HTTP/2 has no 101): frames follow.
                 self._websockets[stream_id] = ServerFrameReader(self.settings.max_ws_message)

@@ -40,7 +40,7 @@ def test_client_frames_are_masked_and_sized() -> None:
     # The reader reads masked frames too: a round trip of every size class.
     for size in (0, 125, 126, 65_535, 65_536):
         data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-        (message, wire), = ServerFrameReader().feed(message_frame(WsMessage.binary(data)))
+        ((message, wire),) = ServerFrameReader().feed(message_frame(WsMessage.binary(data)))
         assert message.data == data and wire == len(message_frame(WsMessage.binary(data)))
 
 
