@@ -2,12 +2,14 @@
 
 :func:`cloudflared_argv` is the command line the local stack runs for one replica: every PoP's
 tunnel link (``conn-<pop>``, through the fault proxy) as ``--edge``, HTTP/2 (QUIC is not
-modelled), the stack's CA, metrics on 127.0.0.1, and the tunnel by UUID with the credentials
-file ``tunnel create`` wrote (cloudflared's own format, mode 0400), so running it needs no API.
+modelled), the stack's CA, metrics on 127.0.0.1, and the tunnel by UUID with a credentials file
+in cloudflared's format (:func:`write_cloudflared_credentials`), so running it needs no API.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.stack.base import StackError
+from reference.connector.credentials import TunnelCredentials
+from reference.files import atomic_write
 
 #: Where the project keeps the binary it is tested with (relative to the project root).
 BUNDLED = Path(__file__).resolve().parents[2].parent / "shared" / "cloudflared" / "cloudflared"
@@ -58,6 +62,22 @@ def cloudflared_version(binary: Path) -> str:
     words = out.split()
     # "cloudflared version 2026.8.2-1-gd1df7985 (built ...)"
     return words[2] if len(words) > 2 and words[1] == "version" else (out.strip() or "unknown")
+
+
+def write_cloudflared_credentials(source: Path, dest: Path) -> Path:
+    """``dest`` (mode 0600): the tunnel's credentials from ``outlast tunnel create``'s file, for
+    cloudflared. The fields are the same, but cloudflared reads ``Endpoint`` as the edge region
+    (``""`` or ``fed``) and would look up ``_<endpoint>-v2-origintunneld._tcp.argotunnel.com``
+    with the control plane's URL in it: here it is empty."""
+    creds = TunnelCredentials.load(source)
+    document = {
+        "AccountTag": creds.account_tag,
+        "TunnelSecret": base64.b64encode(creds.tunnel_secret).decode(),
+        "TunnelID": creds.tunnel_id,
+        "Endpoint": "",
+    }
+    atomic_write(dest, json.dumps(document).encode(), mode=0o600)
+    return dest
 
 
 def edge_arguments(links: Sequence[str], ha_connections: int) -> list[str]:
@@ -112,6 +132,9 @@ class CloudflaredRun:
             # connector's X-Outlast-Tunnel-Id does: the misroute check reads it off the echo.
             "--tag",
             f"tunnel-id={self.tunnel_id}",
+            # Its connectivity pre-checks dial api.cloudflare.com:443 and look the edge SRV
+            # record up with a DNS-over-TLS fallback to 1.1.1.1:853: traffic off the machine.
+            "--no-prechecks",
             "run",
             "--credentials-file",
             str(self.credentials_file),

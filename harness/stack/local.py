@@ -27,6 +27,14 @@ from harness.stack.cloudflared import (
     check_connector_kind,
     cloudflared_version,
     locate_cloudflared,
+    write_cloudflared_credentials,
+)
+from harness.stack.contained_dns import (
+    StackResolver,
+    can_contain,
+    contained_argv,
+    resolver_host,
+    write_resolv_conf,
 )
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
@@ -81,6 +89,9 @@ class LocalStack(StackLayout):
         self.cloudflared_binary: Path | None = None
         self.cloudflared_version: str | None = None
         self.ha_connections = ha_connections
+        #: The DNS server contained cloudflared replicas ask (harness/stack/contained_dns.py).
+        self.cloudflared_resolver: StackResolver | None = None
+        self.dns_uncontained_reason: str | None = None
         self.processes: dict[str, ManagedProcess] = {}
         self.ports: dict[str, int] = {}
         self.proxies: dict[str, dict[str, str]] = {}
@@ -170,6 +181,18 @@ class LocalStack(StackLayout):
             },
             "startup_seconds": self.startup_seconds,
             "connector": {"kind": self.connector, "version": self.connector_version()},
+            **({"cloudflared_dns": self.cloudflared_dns()} if self.cloudflared_binary else {}),
+        }
+
+    def cloudflared_dns(self) -> dict[str, Any]:
+        """Where the cloudflared replicas' DNS goes: the stack's resolver, or why not."""
+        resolver = self.cloudflared_resolver
+        if resolver is None:
+            return {"contained": False, "reason": self.dns_uncontained_reason}
+        return {
+            "contained": True,
+            "resolver": f"{resolver.host}:{resolver.port}",
+            "queries_log": str(resolver.log_path),
         }
 
     def connector_kind(self, tunnel: TunnelSpec) -> str:
@@ -208,6 +231,8 @@ class LocalStack(StackLayout):
         for group in order:
             procs = [self.processes[n] for n in group if n in self.processes]
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        if self.cloudflared_resolver is not None:
+            self.cloudflared_resolver.close()
         PidFile(self.state_dir).path.unlink(missing_ok=True)
         self._up = False
 
@@ -231,6 +256,9 @@ class LocalStack(StackLayout):
             names += [f"edge-{pop}-{kind}" for kind in kinds]
         names += [f"{c}-metrics" for t in self.topology.tunnels for c in t.connectors]
         names += [f"proxy-{link}" for link in self.topology.links]
+        if self.connector == "cloudflared":
+            # Reserved only to give the cloudflared resolver a loopback address of its own.
+            names.append("cloudflared-resolver")
         taken: set[int] = set()
         for name in names:
             port = free_port()
@@ -362,6 +390,7 @@ class LocalStack(StackLayout):
                 for pop, edge in zip(self.topology.pops, edges, strict=True)
             ),
         )
+        await self._start_cloudflared_resolver()
         anycast = self._anycast_process()
         await anycast.start()
         await self._bootstrap()
@@ -546,6 +575,20 @@ class LocalStack(StackLayout):
             args += ["--edge", self.proxy_address(f"conn-{pop}")]
         return self._process(component, *args, *self.connector_args)
 
+    async def _start_cloudflared_resolver(self) -> None:
+        """Contain the cloudflared replicas' DNS, when the stack runs any and can."""
+        if self.cloudflared_binary is None:
+            return
+        ok, why = can_contain()
+        if not ok:
+            self.dns_uncontained_reason = why
+            return
+        host = resolver_host(self.ports["cloudflared-resolver"])
+        resolver = StackResolver(host, self.state_dir / "logs" / "cloudflared-dns.jsonl")
+        await resolver.start()
+        self.cloudflared_resolver = resolver
+        write_resolv_conf(self.state_dir / "cloudflared-resolv.conf", host)
+
     def _cloudflared_process(self, tunnel: TunnelSpec, component: str) -> ManagedProcess:
         """One replica of ``tunnel`` as the real cloudflared (harness/stack/cloudflared.py)."""
         assert self.cloudflared_binary is not None
@@ -554,17 +597,23 @@ class LocalStack(StackLayout):
                 "connector cloudflared: a stack origin given as ingress rules is not supported "
                 "yet (give the origin a command or url)"
             )
+        credentials = self.home / f"{tunnel.name}.cloudflared.json"
+        if not credentials.exists():
+            write_cloudflared_credentials(self.credentials_files[tunnel.name], credentials)
         run = CloudflaredRun(
             binary=self.cloudflared_binary,
             tunnel_id=self.tunnel_ids[tunnel.name],
-            credentials_file=self.credentials_files[tunnel.name],
+            credentials_file=credentials,
             origin_url=self.origin_url,
             edge_links=tuple(self.proxy_address(f"conn-{pop}") for pop in self.topology.pops),
             edge_ca=self.edge_ca_file,
             metrics=_addr(self.ports[f"{component}-metrics"]),
             ha_connections=self.ha_connections,
         )
-        proc = self._spawn(component, run.argv())
+        argv = run.argv()
+        if self.cloudflared_resolver is not None:
+            argv = contained_argv(argv, self.state_dir / "cloudflared-resolv.conf")
+        proc = self._spawn(component, argv)
         # A clean environment: cloudflared reads many TUNNEL_* variables, and looks for
         # config.yml under $HOME (the stack's user home has none).
         proc.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)}

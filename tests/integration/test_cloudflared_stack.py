@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +17,7 @@ import pytest
 from harness.faultproxy.client import FaultProxyClient
 from harness.probes.metrics import MetricsProbe, ScrapeTarget
 from harness.stack.cloudflared import BUNDLED, edge_arguments
+from harness.stack.contained_dns import can_contain
 from harness.stack.local import LocalStack
 from tests.integration.test_edge_support import eventually, metric_value
 
@@ -57,7 +59,10 @@ async def test_cloudflared_runs_the_named_tunnel_through_the_fault_proxy(tmp_pat
         assert endpoints["connector"]["kind"] == "cloudflared"
         assert endpoints["connector"]["version"].startswith("20")
         assert tunnel["connector_kind"] == "cloudflared"
-        assert stack.processes["connector-web"].argv[0] == str(stack.cloudflared_binary)
+        assert str(stack.cloudflared_binary) in stack.processes["connector-web"].argv
+        creds = stack.home / "web.cloudflared.json"
+        assert creds.stat().st_mode & 0o777 == 0o600
+        assert json.loads(creds.read_text())["Endpoint"] == ""
         # Up means all four registered, two at each PoP (regions follow the PoPs).
         assert await _ready(client, stack) == 4
         assert [await _edge_connections(client, stack, p) for p in ("ams", "fra")] == [2, 2]
@@ -109,11 +114,35 @@ async def test_cloudflared_runs_the_named_tunnel_through_the_fault_proxy(tmp_pat
         await stack.start("connector-web")
         await eventually(lambda: _is(_ready(client, stack), 4), timeout=30, interval=0.2)
 
-        # kill/start act on its process.
+        # kill/start act on its process (in a mount namespace: unshare and sh exec into it).
+        pid = stack.processes["connector-web"].pid
+        assert os.readlink(f"/proc/{pid}/exe") == str(stack.cloudflared_binary)
         await stack.kill("connector-web")
         assert await _ready(client, stack) == -1
         await stack.start("connector-web")
         await eventually(lambda: _is(_ready(client, stack), 4), timeout=30, interval=0.2)
+        _assert_dns_contained(stack)
+
+
+def _assert_dns_contained(stack: LocalStack) -> None:
+    """Every DNS query of cloudflared reached the stack's resolver; none went elsewhere."""
+    dns = stack.endpoints()["cloudflared_dns"]
+    ok, why = can_contain()
+    if not ok:
+        assert dns == {"contained": False, "reason": why}
+        return
+    assert dns["contained"], dns
+    asked = {(q.name, q.qtype) for q in stack.cloudflared_resolver.queries}  # type: ignore[union-attr]
+    assert ("cfd-features.argotunnel.com", "TXT") in asked, asked
+    assert all(q.client.startswith("127.") for q in stack.cloudflared_resolver.queries)  # type: ignore[union-attr]
+    log = stack.processes["connector-web"].log_path.read_text(errors="replace")
+    # Go names the server a failed lookup went to: only the stack's resolver may appear.
+    servers = set(re.findall(r"lookup \S+ on ([0-9a-f.:\[\]]+):", log))
+    assert servers == {dns["resolver"]}, servers
+    # The edge SRV lookup was answered: no DNS-over-TLS fallback to 1.1.1.1:853 was needed.
+    assert ("_v2-origintunneld._tcp.argotunnel.com", "SRV") in asked
+    assert "the DNS query failed" not in log
+    assert "api.cloudflare.com" not in log and "1.1.1.1" not in log
 
 
 async def _is(value: object, expected: object) -> bool:
