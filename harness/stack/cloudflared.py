@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.stack.base import StackError
-from reference.connector.credentials import TunnelCredentials
+from reference.connector.credentials import OriginCert, TunnelCredentials
 from reference.files import atomic_write
 
 #: Where the project keeps the binary it is tested with (relative to the project root).
@@ -77,6 +77,24 @@ def write_cloudflared_credentials(source: Path, dest: Path) -> Path:
         "Endpoint": "",
     }
     atomic_write(dest, json.dumps(document).encode(), mode=0o600)
+    return dest
+
+
+ARGO_TOKEN_BLOCK = "ARGO TUNNEL TOKEN"
+
+
+def write_cloudflared_origincert(source: Path, dest: Path) -> Path:
+    """``dest`` (mode 0600): the user's login (``outlast tunnel login``'s cert.pem) as
+    cloudflared reads it, one ``ARGO TUNNEL TOKEN`` block of base64 JSON ``{zoneID, accountID,
+    apiToken}`` (cloudflared refuses the ``OUTLAST TUNNEL TOKEN`` block as unknown). With it,
+    ``cloudflared --origincert DEST tunnel --api-url <api>/client/v4 create|list|info|route
+    dns|token|delete`` manage the stack's tunnels."""
+    token = OriginCert.load(source).token_json()
+    body = base64.b64encode(
+        json.dumps({k: token[k] for k in ("zoneID", "accountID", "apiToken")}).encode()
+    ).decode()
+    pem = f"-----BEGIN {ARGO_TOKEN_BLOCK}-----\n{body}\n-----END {ARGO_TOKEN_BLOCK}-----\n"
+    atomic_write(dest, pem.encode(), mode=0o600)
     return dest
 
 
@@ -158,4 +176,6 @@ __all__ = [
     "cloudflared_version",
     "edge_arguments",
     "locate_cloudflared",
+    "write_cloudflared_credentials",
+    "write_cloudflared_origincert",
 ]

@@ -28,6 +28,7 @@ from harness.stack.cloudflared import (
     cloudflared_version,
     locate_cloudflared,
     write_cloudflared_credentials,
+    write_cloudflared_origincert,
 )
 from harness.stack.contained_dns import (
     StackResolver,
@@ -181,8 +182,20 @@ class LocalStack(StackLayout):
             },
             "startup_seconds": self.startup_seconds,
             "connector": {"kind": self.connector, "version": self.connector_version()},
-            **({"cloudflared_dns": self.cloudflared_dns()} if self.cloudflared_binary else {}),
+            **(
+                {
+                    "cloudflared_dns": self.cloudflared_dns(),
+                    "cloudflared_origincert": str(self.cloudflared_origincert),
+                }
+                if self.cloudflared_binary
+                else {}
+            ),
         }
+
+    @property
+    def cloudflared_origincert(self) -> Path:
+        """The user's login in cloudflared's cert.pem format (stacks that run cloudflared)."""
+        return self.home / "cloudflared-cert.pem"
 
     def cloudflared_dns(self) -> dict[str, Any]:
         """Where the cloudflared replicas' DNS goes: the stack's resolver, or why not."""
@@ -394,6 +407,9 @@ class LocalStack(StackLayout):
         anycast = self._anycast_process()
         await anycast.start()
         await self._bootstrap()
+        if self.cloudflared_binary is not None:
+            # The same login for cloudflared's own CLI (`--origincert`, docs/cloudflared.md).
+            write_cloudflared_origincert(self.origincert, self.cloudflared_origincert)
         await wait_http(f"{self.anycast_control_url}/pops", timeout=timeout, process=anycast)
         connectors = [
             self._connector_process(t, c) for t in self.topology.tunnels for c in t.connectors
