@@ -47,14 +47,19 @@ def _proves(scenarios: dict[str, Scenario], summary: dict[str, Any]) -> str:
     return scenario.summary if scenario is not None else ""
 
 
+def _name(reports: Sequence[RunReport], summary: dict[str, Any]) -> str:
+    """The scenario's name, with its connector when some run of the catalogue used cloudflared."""
+    if all(comparison.played_by(r.summary) == "reference" for r in reports):
+        return str(summary.get("scenario"))
+    return f"{summary.get('scenario')} ({comparison.played_by(summary)})"
+
+
 def _sla_cells(reports: Sequence[RunReport]) -> list[list[str]]:
     """SLA rows; the scenario cell names the connector when some run used cloudflared."""
-    mixed = any(comparison.played_by(r.summary) != "reference" for r in reports)
     rows = []
     for report in reports:
         cells = sla_row(report.summary)
-        if mixed:
-            cells[0] = f"{cells[0]} ({comparison.played_by(report.summary)})"
+        cells[0] = _name(reports, report.summary)
         rows.append(cells)
     return rows
 
@@ -116,7 +121,7 @@ def catalogue_markdown(
     for report in reports:
         summary = report.summary
         lines.append(
-            f"- **{summary['scenario']}** ({summary['verdict']}): {_proves(by_name, summary)}"
+            f"- **{_name(reports, summary)}** ({summary['verdict']}): {_proves(by_name, summary)}"
         )
         lines += [f"  - {problem}" for problem in _not_passed(summary)]
     return "\n".join(lines).rstrip() + "\n"
@@ -162,7 +167,7 @@ def catalogue_html(
         summary = report.summary
         problems = "".join(f"<li>{escape(p)}</li>" for p in _not_passed(summary))
         items.append(
-            f"<li><b>{escape(str(summary['scenario']))}</b> ({escape(summary['verdict'])}): "
+            f"<li><b>{escape(_name(reports, summary))}</b> ({escape(summary['verdict'])}): "
             f"{escape(_proves(by_name, summary))}"
             + (f"<ul>{problems}</ul>" if problems else "")
             + "</li>"
