@@ -99,8 +99,9 @@ async def test_cloudflared_runs_the_named_tunnel_through_the_fault_proxy(tmp_pat
         await probe.scrape(client, probe_target)
         sample = journal.samples[-1]
         assert sample["ha_connections"] < 4, sample
+        # (Not waited for: cloudflared redials the healed link after its supervisor's timer,
+        # up to 20 s; docs/cloudflared.md. The fra connections serve what follows.)
         await (await faultproxy.get_proxy("conn-ams")).enable()
-        await eventually(lambda: _is(_ready(client, stack), 4), timeout=60, interval=0.5)
 
         # A graceful stop (SIGTERM) unregisters every connection but lets a request in flight
         # finish: the edge keeps a draining connection until cloudflared closes it.
