@@ -112,6 +112,10 @@ def run_command(
     """Run scenario files (or every scenario in a directory) and write reports."""
     if time_scale is not None and speed is not None:
         raise click.UsageError("give --time-scale (one scale for all) or --speed, not both")
+    if backend != "local" and connector in ("cloudflared", "both"):
+        raise click.UsageError(
+            f"--connector {connector} runs on the local backend only (not --backend {backend})"
+        )
     scenarios = _load_all(locations)
     view = ProgressView(sys.stderr)
 
