@@ -55,13 +55,20 @@ T = TypeVar("T")
 class RunningStack:
     """A :class:`LocalStack` on its own event-loop thread, driven synchronously."""
 
-    def __init__(self, state_dir: Path, topology: Topology) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        topology: Topology,
+        *,
+        connector: str = "reference",
+        cloudflared: str | None = None,
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="outlast-stack", daemon=True
         )
         self.thread.start()
-        self.stack = LocalStack(state_dir, topology)
+        self.stack = LocalStack(state_dir, topology, connector=connector, cloudflared=cloudflared)
         self.stopped: set[str] = set()
         try:
             self.call(self.stack.up())
@@ -273,6 +280,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--outlast-origin-url", default=None, help="your running service's URL")
     group.addoption("--outlast-origin-health", default="/", help="health path of your service")
     group.addoption(
+        "--outlast-connector",
+        choices=("reference", "cloudflared"),
+        default="reference",
+        help="what runs the named tunnels: the reference connector or the real cloudflared",
+    )
+    group.addoption(
+        "--outlast-cloudflared",
+        default=None,
+        help="the cloudflared binary (default: $OUTLAST_CLOUDFLARED, ../shared/cloudflared/, PATH)",
+    )
+    group.addoption(
         "--outlast-keep-state",
         action="store_true",
         help="keep the stack's state directory (logs) after the session",
@@ -306,7 +324,12 @@ def outlast_stack(
     if outlast_origin is not None:
         topology = dataclasses.replace(topology, origin=outlast_origin)
     state_dir = Path(tempfile.mkdtemp(prefix="outlast-stack-"))
-    stack = RunningStack(state_dir / "stack", topology)
+    stack = RunningStack(
+        state_dir / "stack",
+        topology,
+        connector=str(config.getoption("--outlast-connector")),
+        cloudflared=config.getoption("--outlast-cloudflared"),
+    )
     try:
         yield stack
     finally:

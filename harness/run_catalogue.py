@@ -3,7 +3,9 @@
 ``outlast run scenarios/`` writes ``<report-dir>/catalogue-<timestamp>.md`` and ``.html``: per
 scenario its verdict, availability, error budget consumed (against the scenario's SLO), worst
 time to recover, what it proves (the first sentence of its description), the checks that did
-not pass, and a link to its own report.
+not pass, and a link to its own report. When named tunnels ran on the real cloudflared, each row
+names its connector; scenarios played by both (``--connector both``) also get the side-by-side
+table and findings of ``harness.report.connector_comparison``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from harness.report import connector_comparison as comparison
 from harness.report.run_dir import REPORT_HTML, RunReport
-from harness.report.tables import SLA_COLUMNS, markdown_table, sla_row
+from harness.report.tables import SLA_COLUMNS, html_table, markdown_table, sla_row
 from harness.scenario import Scenario
 from reference.files import atomic_write
 
@@ -44,6 +47,45 @@ def _proves(scenarios: dict[str, Scenario], summary: dict[str, Any]) -> str:
     return scenario.summary if scenario is not None else ""
 
 
+def _name(reports: Sequence[RunReport], summary: dict[str, Any]) -> str:
+    """The scenario's name, with its connector when some run of the catalogue used cloudflared."""
+    if all(comparison.played_by(r.summary) == "reference" for r in reports):
+        return str(summary.get("scenario"))
+    return f"{summary.get('scenario')} ({comparison.played_by(summary)})"
+
+
+def _sla_cells(reports: Sequence[RunReport]) -> list[list[str]]:
+    """SLA rows; the scenario cell names the connector when some run used cloudflared."""
+    rows = []
+    for report in reports:
+        cells = sla_row(report.summary)
+        cells[0] = _name(reports, report.summary)
+        rows.append(cells)
+    return rows
+
+
+def _comparison(
+    reports: Sequence[RunReport],
+) -> tuple[list[list[str]], list[tuple[str, list[str]]]]:
+    """The side-by-side rows and, per scenario, its findings (empty lists when no pair)."""
+    summaries = [r.summary for r in reports]
+    rows = comparison.comparison_rows(summaries)
+    found = [
+        (name, comparison.findings(ref, cfd)) for name, ref, cfd in comparison.pairs(summaries)
+    ]
+    return rows, found
+
+
+def _comparison_intro(reports: Sequence[RunReport]) -> str:
+    version = comparison.cloudflared_version([r.summary for r in reports]) or "unknown"
+    return (
+        f"Named tunnels on the reference connector vs the real cloudflared {version} "
+        "(HTTP/2 transport). Reconnects: registrations made while the scenario played; in "
+        "brackets the control-plane requests counted meanwhile. A finding is a check whose "
+        "outcome differs between the two, with cloudflared's figure."
+    )
+
+
 def _headline(reports: Sequence[RunReport]) -> str:
     verdicts: list[str] = [r.verdict for r in reports]
     counts = ", ".join(
@@ -59,14 +101,27 @@ def catalogue_markdown(
 ) -> str:
     """The catalogue page as Markdown."""
     by_name = {s.name: s for s in scenarios}
-    rows = [[*sla_row(r.summary), f"[report]({_link(report_dir, r)})"] for r in reports]
+    rows = [
+        [*cells, f"[report]({_link(report_dir, r)})"]
+        for cells, r in zip(_sla_cells(reports), reports, strict=True)
+    ]
     lines = [f"# Catalogue run {when}", "", _headline(reports), "", NOTE, ""]
     lines.append(markdown_table(COLUMNS, rows))
+    side, found = _comparison(reports)
+    if side:
+        lines += ["## Reference connector vs cloudflared", "", _comparison_intro(reports), ""]
+        lines.append(markdown_table(comparison.COLUMNS, side))
+        lines += ["### Findings", ""]
+        for name, items in found:
+            lines += [f"- **{name}**: {item}" for item in items] or [
+                f"- **{name}**: every check has the same outcome"
+            ]
+        lines.append("")
     lines += ["## What each scenario proves", ""]
     for report in reports:
         summary = report.summary
         lines.append(
-            f"- **{summary['scenario']}** ({summary['verdict']}): {_proves(by_name, summary)}"
+            f"- **{_name(reports, summary)}** ({summary['verdict']}): {_proves(by_name, summary)}"
         )
         lines += [f"  - {problem}" for problem in _not_passed(summary)]
     return "\n".join(lines).rstrip() + "\n"
@@ -88,20 +143,31 @@ def catalogue_html(
     by_name = {s.name: s for s in scenarios}
     head = "".join(f"<th>{escape(h)}</th>" for h in COLUMNS)
     body = []
-    for report in reports:
-        cells = sla_row(report.summary)
+    for cells, report in zip(_sla_cells(reports), reports, strict=True):
         tds = "".join(
             f'<td class="{escape(c)}">{escape(c)}</td>' if i == 1 else f"<td>{escape(c)}</td>"
             for i, c in enumerate(cells)
         )
         link = escape(_link(report_dir, report))
         body.append(f'<tr>{tds}<td><a href="{link}">report</a></td></tr>')
+    side, found = _comparison(reports)
+    compared = ""
+    if side:
+        finding_items = "".join(
+            f"<li><b>{escape(name)}</b>: {escape(item)}</li>"
+            for name, items in found
+            for item in (items or ["every check has the same outcome"])
+        )
+        compared = (
+            f"<h2>Reference connector vs cloudflared</h2><p>{escape(_comparison_intro(reports))}"
+            f"</p>{html_table(comparison.COLUMNS, side)}<h3>Findings</h3><ul>{finding_items}</ul>"
+        )
     items = []
     for report in reports:
         summary = report.summary
         problems = "".join(f"<li>{escape(p)}</li>" for p in _not_passed(summary))
         items.append(
-            f"<li><b>{escape(str(summary['scenario']))}</b> ({escape(summary['verdict'])}): "
+            f"<li><b>{escape(_name(reports, summary))}</b> ({escape(summary['verdict'])}): "
             f"{escape(_proves(by_name, summary))}"
             + (f"<ul>{problems}</ul>" if problems else "")
             + "</li>"
@@ -112,6 +178,7 @@ def catalogue_html(
         f"<h1>Catalogue run {escape(when)}</h1><p>{escape(_headline(reports))}</p>"
         f'<p class="note">{escape(NOTE)}</p>'
         f'<table class="sla"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f"{compared}"
         f"<h2>What each scenario proves</h2><ul>{''.join(items)}</ul></body></html>\n"
     )
 

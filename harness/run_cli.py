@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -80,6 +81,23 @@ def _load_all(locations: tuple[Path, ...]) -> list[Scenario]:
     default=Path("reports"),
     show_default=True,
 )
+@click.option(
+    "--connector",
+    type=click.Choice(["reference", "cloudflared", "both"]),
+    default=None,
+    help="What runs the named tunnels (default: each scenario's stack.connector, itself "
+    "'reference'): the reference connector or the real cloudflared binary "
+    "(docs/cloudflared.md); 'both' runs every scenario with each, one after the other, and "
+    "the catalogue shows them side by side. Legacy tunnels always run the reference connector.",
+)
+@click.option(
+    "--cloudflared",
+    "cloudflared_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The cloudflared binary for --connector cloudflared (default: $OUTLAST_CLOUDFLARED, "
+    "../shared/cloudflared/cloudflared, or cloudflared on PATH).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only print the result lines.")
 def run_command(
     locations: tuple[Path, ...],
@@ -88,11 +106,17 @@ def run_command(
     time_scale: float | None,
     speed: float | None,
     report_dir: Path,
+    connector: str | None,
+    cloudflared_path: Path | None,
     quiet: bool,
 ) -> None:
     """Run scenario files (or every scenario in a directory) and write reports."""
     if time_scale is not None and speed is not None:
         raise click.UsageError("give --time-scale (one scale for all) or --speed, not both")
+    if backend != "local" and connector in ("cloudflared", "both"):
+        raise click.UsageError(
+            f"--connector {connector} runs on the local backend only (not --backend {backend})"
+        )
     scenarios = _load_all(locations)
     view = ProgressView(sys.stderr)
 
@@ -112,15 +136,23 @@ def run_command(
         report_dir=report_dir,
         progress=progress,
         status=status,
+        connector=connector,
+        cloudflared=cloudflared_path,
     )
     reports: list[RunReport] = []
+    connectors: list[str | None] = (
+        ["reference", "cloudflared"] if connector == "both" else [connector]
+    )
+    plays = [(s, c) for s in scenarios for c in connectors]
     try:
-        for index, scenario in enumerate(scenarios, start=1):
-            view.begin(index, len(scenarios), scenario.name)
+        for index, (scenario, played_by) in enumerate(plays, start=1):
+            label = scenario.name + (f" ({played_by})" if connector == "both" else "")
+            view.begin(index, len(plays), label)
             warning = _stretch_warning(scenario, time_scale)
             if warning and not quiet:
                 view.event(warning)
-            report = asyncio.run(cancel_on_sigterm(run_scenario(scenario, options)))
+            played = replace(options, connector=played_by)
+            report = asyncio.run(cancel_on_sigterm(run_scenario(scenario, played)))
             view.clear()
             reports.append(report)
             _print_result(report)
@@ -161,8 +193,10 @@ def _catalogue(report_dir: Path, reports: list[RunReport], scenarios: list[Scena
 def _print_result(report: RunReport) -> None:
     summary = report.summary
     sla = summary.get("sla", {})
+    connector = summary.get("connector") or {}
+    played = f" [{connector['kind']}]" if connector.get("kind", "reference") != "reference" else ""
     click.echo(
-        f"{summary['scenario']}: {report.verdict.upper()}  "
+        f"{summary['scenario']}{played}: {report.verdict.upper()}  "
         f"availability {sla.get('availability')}%  "
         f"requests {sla.get('requests')}  report {report.run_dir / 'report.html'}"
     )

@@ -75,6 +75,10 @@ class RunOptions:
     progress: Progress | None = None
     status: StatusSink | None = None
     connector_args: tuple[str, ...] = ()
+    #: What runs the named tunnels (``None``: the scenario's ``stack.connector``).
+    connector: str | None = None
+    #: The cloudflared binary (``None``: ``harness.stack.cloudflared.locate_cloudflared``).
+    cloudflared: Path | None = None
 
 
 def topology_of(scenario: Scenario) -> Topology:
@@ -85,8 +89,22 @@ def topology_of(scenario: Scenario) -> Topology:
 def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stack:
     """The stack backend for this run."""
     args = ("--ha-connections", str(scenario.stack.ha_connections), *options.connector_args)
+    connector = connector_of(scenario, options)
     if options.backend == "local":
-        return LocalStack(state_dir, topology_of(scenario), seed=scenario.seed, connector_args=args)
+        return LocalStack(
+            state_dir,
+            topology_of(scenario),
+            seed=scenario.seed,
+            connector_args=args,
+            connector=connector,
+            cloudflared=options.cloudflared,
+            ha_connections=scenario.stack.ha_connections,
+        )
+    if connector != "reference":
+        raise ValueError(
+            f"connector {connector!r} runs on the local backend only (the compose backend "
+            "runs the reference connector)"
+        )
     if options.backend == "compose":
         from harness.stack.compose import ComposeStack
 
@@ -106,6 +124,11 @@ def make_stack(scenario: Scenario, options: RunOptions, state_dir: Path) -> Stac
     raise ValueError(
         f"unknown backend {options.backend!r} (available: local, compose, swarm, kubernetes)"
     )
+
+
+def connector_of(scenario: Scenario, options: RunOptions) -> str:
+    """What runs the scenario's named tunnels: the command line's choice, else the scenario's."""
+    return options.connector or scenario.stack.connector
 
 
 def effective_scenario(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -179,6 +202,7 @@ class ScenarioRun:
                 "startup_seconds": endpoints.get("startup_seconds"),
                 "origin": endpoints.get("origin") or {"kind": "reference"},
                 "integrity": integrity_plan(scenario),
+                "connector": endpoints.get("connector") or {"kind": "reference"},
             },
         )
         async with FaultProxyClient(endpoints["faultproxy"]["url"]) as faultproxy:
@@ -281,7 +305,17 @@ class ScenarioRun:
             )
         if traffic.metrics_interval:
             scrape = [
-                ScrapeTarget("connector", component, urls["metrics_url"], name)
+                ScrapeTarget(
+                    "connector",
+                    component,
+                    urls["metrics_url"],
+                    name,
+                    # cloudflared's ha_connections gauge counts connection loops, also those
+                    # waiting to redial: its /ready says how many are registered.
+                    ready_url=(
+                        urls["ready_url"] if t.get("connector_kind") == "cloudflared" else None
+                    ),
+                )
                 for name, t in tunnels.items()
                 for component, urls in t["connectors"].items()
             ]

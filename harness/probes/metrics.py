@@ -1,7 +1,11 @@
 """Metrics scrapes of connectors, edges and the control plane, as journal samples.
 
 Samples carry only what checks read (see ``harness/checks/samples.py``):
-* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}}``
+* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}, registrations}``; for
+  cloudflared (a target with ``ready_url``) ``ha_connections`` is ``/ready``'s
+  ``readyConnections``, since its gauge of that name also counts connections waiting to
+  redial, and ``locations`` is the last PoP of each connection index (exact whenever every
+  index is registered)
 * edge: ``{pop, connections: {tunnel_id: n}}``
 * controlplane: ``{requests: {"METHOD route": cumulative count}}``
 """
@@ -21,17 +25,28 @@ from harness.journal.records import SampleKind
 
 
 def parse_connector(text: str, tunnel: str) -> dict[str, Any]:
-    """HA connection count and the PoP of each registered connection."""
+    """HA connection count, the PoP of each registered connection, and the cumulative count of
+    successful registrations (``registrations``: the reference connector's
+    ``outlast_tunnel_register_success``, cloudflared's
+    ``cloudflared_tunnel_tunnel_register_success``)."""
     ha = 0
+    registrations = 0
     locations: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name.endswith("ha_connections"):
+            if sample.name.endswith("register_success_total"):
+                registrations += int(sample.value)
+            elif sample.name.endswith("ha_connections"):
                 ha = int(sample.value)
             elif sample.name.endswith("server_locations") and sample.value > 0:
                 conn = sample.labels.get("connection_id", str(len(locations)))
                 locations[conn] = sample.labels.get("edge_location", "")
-    return {"tunnel": tunnel, "ha_connections": ha, "locations": locations}
+    return {
+        "tunnel": tunnel,
+        "ha_connections": ha,
+        "locations": locations,
+        "registrations": registrations,
+    }
 
 
 def parse_edge(text: str, pop: str) -> dict[str, Any]:
@@ -56,6 +71,18 @@ def parse_controlplane(text: str) -> dict[str, Any]:
     return {"requests": requests}
 
 
+async def ready_connections(client: httpx.AsyncClient, url: str) -> int:
+    """``readyConnections`` of a connector's ``/ready`` (200 or 503, both carry it)."""
+    response = await client.get(url)
+    if response.status_code not in (200, 503):
+        response.raise_for_status()
+        raise ValueError(f"{url} answered {response.status_code}")
+    value = response.json().get("readyConnections")
+    if not isinstance(value, int):
+        raise ValueError(f"{url}: no readyConnections in {response.text[:100]!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ScrapeTarget:
     """One metrics endpoint: what it is (sample kind), its name and URL, and a tunnel/PoP."""
@@ -64,6 +91,7 @@ class ScrapeTarget:
     source: str
     url: str
     subject: str = ""  # tunnel name for connectors, PoP for edges
+    ready_url: str | None = None  # a connector whose registered count is read from /ready
 
 
 class MetricsProbe:
@@ -94,6 +122,8 @@ class MetricsProbe:
             response = await client.get(target.url)
             response.raise_for_status()
             value = PARSERS[target.kind](response.text, target.subject)
+            if target.ready_url is not None:
+                value["ha_connections"] = await ready_connections(client, target.ready_url)
         except (httpx.HTTPError, ValueError) as exc:
             self.journal.sample(target.kind, target.source, error=f"{type(exc).__name__}: {exc}")
             return

@@ -40,6 +40,10 @@ FUNCTION = {"get": "http_get", "post": "http_post", "ws": "ws_roundtrip"}
 ANYCAST = "anycast"
 
 
+CLOUDFLARED_TUNNEL_TAG = "cf-warp-tag-tunnel-id"
+"""Header cloudflared adds to origin requests for ``--tag tunnel-id=UUID``."""
+
+
 @dataclass(frozen=True)
 class VisitorTarget:
     """A hostname to visit and the tunnel that must answer for it."""
@@ -204,7 +208,9 @@ class VisitorProbe:
     ) -> dict[str, Any]:
         """What the origin's echo says about routing and integrity."""
         headers = {str(k).lower(): v for k, v in (echo.get("headers") or {}).items()}
-        served_id = headers.get("x-outlast-tunnel-id")
+        # The reference connector names its tunnel to the origin; cloudflared does it with the
+        # tag the stack gives it (``--tag tunnel-id=UUID``: header Cf-Warp-Tag-Tunnel-Id).
+        served_id = headers.get("x-outlast-tunnel-id") or headers.get(CLOUDFLARED_TUNNEL_TAG)
         served = target.tunnel if served_id == target.tunnel_id else (served_id or "unknown")
         return {
             "origin": echo.get("origin"),

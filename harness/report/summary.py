@@ -12,6 +12,7 @@ from typing import Any
 from harness.checks.registry import run_checks
 from harness.checks.result import exit_code, verdict
 from harness.journal.history import History
+from harness.report.connector import connector_summary
 from harness.report.sla import compute_sla
 from harness.scenario.schema import Scenario
 
@@ -61,6 +62,9 @@ def compute_summary(history: History, scenario: Scenario | None) -> dict[str, An
     extra: dict[str, Any] = {
         key: run.meta[key] for key in ("origin", "integrity") if run and key in run.meta
     }
+    connector = connector_summary(history)
+    if connector is not None:
+        extra["connector"] = connector
     return {
         **extra,
         "summary_format": SUMMARY_FORMAT,

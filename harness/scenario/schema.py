@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from harness.stack.topology import Topology
 
 TunnelKind = Literal["named", "legacy"]
+ConnectorKind = Literal["reference", "cloudflared"]
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 SCENARIO_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -122,6 +123,11 @@ class StackSpec(StrictModel):
     edge_network: EdgeNetworkSpec = EdgeNetworkSpec()
     origin: OriginSpec | None = Field(
         default=None, description="the user's service (default: the reference echo origin)"
+    )
+    connector: ConnectorKind = Field(
+        default="reference",
+        description="what runs the named tunnels: the reference connector or the real "
+        "cloudflared (docs/cloudflared.md); legacy tunnels always run the reference one",
     )
 
     @field_validator("pops")

@@ -230,6 +230,7 @@ class ComposeStack(StackLayout):
                     "id": self.tunnel_ids.get(tunnel.name),
                     "credentials_file": str(self.credentials_files.get(tunnel.name, "")),
                     "connector": tunnel.connector,
+                    "connector_kind": "reference",  # cloudflared runs on the local backend only
                     "metrics_url": self.connector_metrics_url() + "/metrics",
                     "ready_url": self.connector_metrics_url() + "/ready",
                     "connectors": {
@@ -252,6 +253,7 @@ class ComposeStack(StackLayout):
                 for name in self.topology.components
             },
             "startup_seconds": self.startup_seconds,
+            "connector": {"kind": "reference", "version": None},
         }
 
     # ----------------------------------------------------------------- lifecycle

@@ -22,6 +22,21 @@ import yaml
 
 from harness.faultproxy.locate import FaultProxyChoice, locate_fault_proxy
 from harness.stack.base import StackError
+from harness.stack.cloudflared import (
+    CloudflaredRun,
+    check_connector_kind,
+    cloudflared_version,
+    locate_cloudflared,
+    write_cloudflared_credentials,
+    write_cloudflared_origincert,
+)
+from harness.stack.contained_dns import (
+    StackResolver,
+    can_contain,
+    contained_argv,
+    resolver_host,
+    write_resolv_conf,
+)
 from harness.stack.layout import HOST, StackLayout
 from harness.stack.layout import address as _addr
 from harness.stack.ports import free_port
@@ -51,6 +66,9 @@ class LocalStack(StackLayout):
         ready_timeout: float = 30.0,
         legacy_dns_grace: float | None = None,
         origin_timeout: float | None = None,
+        connector: str = "reference",
+        cloudflared: str | Path | None = None,
+        ha_connections: int = 4,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
@@ -66,6 +84,16 @@ class LocalStack(StackLayout):
         #: How long a user's origin command may take to answer its health path.
         self.origin_timeout = origin_timeout or ready_timeout
         self.legacy_dns_grace = legacy_dns_grace
+        #: Which connector runs the named tunnels: ``reference`` or the real ``cloudflared``
+        #: (legacy tunnels always run the reference connector).
+        self.connector = check_connector_kind(connector)
+        self.cloudflared_path = cloudflared
+        self.cloudflared_binary: Path | None = None
+        self.cloudflared_version: str | None = None
+        self.ha_connections = ha_connections
+        #: The DNS server contained cloudflared replicas ask (harness/stack/contained_dns.py).
+        self.cloudflared_resolver: StackResolver | None = None
+        self.dns_uncontained_reason: str | None = None
         self.processes: dict[str, ManagedProcess] = {}
         self.ports: dict[str, int] = {}
         self.proxies: dict[str, dict[str, str]] = {}
@@ -137,6 +165,7 @@ class LocalStack(StackLayout):
                     "id": self.tunnel_ids.get(t.name),
                     "credentials_file": str(self.credentials_files.get(t.name, "")),
                     "connector": t.connector,
+                    "connector_kind": self.connector_kind(t),
                     "metrics_url": self.connector_metrics_url(t.name) + "/metrics",
                     "ready_url": self.connector_metrics_url(t.name) + "/ready",
                     "connectors": {
@@ -154,7 +183,42 @@ class LocalStack(StackLayout):
                 for name, proc in self.processes.items()
             },
             "startup_seconds": self.startup_seconds,
+            "connector": {"kind": self.connector, "version": self.connector_version()},
+            **(
+                {
+                    "cloudflared_dns": self.cloudflared_dns(),
+                    "cloudflared_origincert": str(self.cloudflared_origincert),
+                }
+                if self.cloudflared_binary
+                else {}
+            ),
         }
+
+    @property
+    def cloudflared_origincert(self) -> Path:
+        """The user's login in cloudflared's cert.pem format (stacks that run cloudflared)."""
+        return self.home / "cloudflared-cert.pem"
+
+    def cloudflared_dns(self) -> dict[str, Any]:
+        """Where the cloudflared replicas' DNS goes: the stack's resolver, or why not."""
+        resolver = self.cloudflared_resolver
+        if resolver is None:
+            return {"contained": False, "reason": self.dns_uncontained_reason}
+        return {
+            "contained": True,
+            "resolver": f"{resolver.host}:{resolver.port}",
+            "queries_log": str(resolver.log_path),
+        }
+
+    def connector_kind(self, tunnel: TunnelSpec) -> str:
+        """``cloudflared`` for a named tunnel of a cloudflared stack, else ``reference``."""
+        if self.connector == "cloudflared" and not tunnel.is_legacy:
+            return "cloudflared"
+        return "reference"
+
+    def connector_version(self) -> str | None:
+        """The cloudflared version the named tunnels run (``None`` for the reference one)."""
+        return self.cloudflared_version if self.connector == "cloudflared" else None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -182,6 +246,8 @@ class LocalStack(StackLayout):
         for group in order:
             procs = [self.processes[n] for n in group if n in self.processes]
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        if self.cloudflared_resolver is not None:
+            self.cloudflared_resolver.close()
         PidFile(self.state_dir).path.unlink(missing_ok=True)
         self._up = False
 
@@ -205,6 +271,9 @@ class LocalStack(StackLayout):
             names += [f"edge-{pop}-{kind}" for kind in kinds]
         names += [f"{c}-metrics" for t in self.topology.tunnels for c in t.connectors]
         names += [f"proxy-{link}" for link in self.topology.links]
+        if self.connector == "cloudflared":
+            # Reserved only to give the cloudflared resolver a loopback address of its own.
+            names.append("cloudflared-resolver")
         taken: set[int] = set()
         for name in names:
             port = free_port()
@@ -262,6 +331,12 @@ class LocalStack(StackLayout):
         return self.proxies[link]["listen"]
 
     async def _start_all(self) -> None:
+        if any(self.connector_kind(t) == "cloudflared" for t in self.topology.tunnels):
+            # Before anything starts: a missing binary is a clear error, not a half-up stack.
+            self.cloudflared_binary = locate_cloudflared(self.cloudflared_path)
+            self.cloudflared_version = await asyncio.to_thread(
+                cloudflared_version, self.cloudflared_binary
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
         self._allocate_ports()
@@ -340,9 +415,13 @@ class LocalStack(StackLayout):
                 for pop, edge in zip(self.topology.pops, edges, strict=True)
             ),
         )
+        await self._start_cloudflared_resolver()
         anycast = self._anycast_process()
         await anycast.start()
         await self._bootstrap()
+        if self.cloudflared_binary is not None:
+            # The same login for cloudflared's own CLI (`--origincert`, docs/cloudflared.md).
+            write_cloudflared_origincert(self.origincert, self.cloudflared_origincert)
         await wait_http(f"{self.anycast_control_url}/pops", timeout=timeout, process=anycast)
         connectors = [
             self._connector_process(t, c) for t in self.topology.tunnels for c in t.connectors
@@ -498,6 +577,8 @@ class LocalStack(StackLayout):
         )
 
     def _connector_process(self, tunnel: TunnelSpec, component: str) -> ManagedProcess:
+        if self.connector_kind(tunnel) == "cloudflared":
+            return self._cloudflared_process(tunnel, component)
         if tunnel.is_legacy:
             # Classic: no tunnel object, no credentials file; cert.pem + hostname at every
             # registration, which the edges pass on to the control plane.
@@ -523,6 +604,50 @@ class LocalStack(StackLayout):
         for pop in self.topology.pops:
             args += ["--edge", self.proxy_address(f"conn-{pop}")]
         return self._process(component, *args, *self.connector_args)
+
+    async def _start_cloudflared_resolver(self) -> None:
+        """Contain the cloudflared replicas' DNS, when the stack runs any and can."""
+        if self.cloudflared_binary is None:
+            return
+        ok, why = can_contain()
+        if not ok:
+            self.dns_uncontained_reason = why
+            return
+        host = resolver_host(self.ports["cloudflared-resolver"])
+        resolver = StackResolver(host, self.state_dir / "logs" / "cloudflared-dns.jsonl")
+        await resolver.start()
+        self.cloudflared_resolver = resolver
+        write_resolv_conf(self.state_dir / "cloudflared-resolv.conf", host)
+
+    def _cloudflared_process(self, tunnel: TunnelSpec, component: str) -> ManagedProcess:
+        """One replica of ``tunnel`` as the real cloudflared (harness/stack/cloudflared.py)."""
+        assert self.cloudflared_binary is not None
+        if self.origin_url is None:
+            raise StackError(
+                "connector cloudflared: a stack origin given as ingress rules is not supported "
+                "yet (give the origin a command or url)"
+            )
+        credentials = self.home / f"{tunnel.name}.cloudflared.json"
+        if not credentials.exists():
+            write_cloudflared_credentials(self.credentials_files[tunnel.name], credentials)
+        run = CloudflaredRun(
+            binary=self.cloudflared_binary,
+            tunnel_id=self.tunnel_ids[tunnel.name],
+            credentials_file=credentials,
+            origin_url=self.origin_url,
+            edge_links=tuple(self.proxy_address(f"conn-{pop}") for pop in self.topology.pops),
+            edge_ca=self.edge_ca_file,
+            metrics=_addr(self.ports[f"{component}-metrics"]),
+            ha_connections=self.ha_connections,
+        )
+        argv = run.argv()
+        if self.cloudflared_resolver is not None:
+            argv = contained_argv(argv, self.state_dir / "cloudflared-resolv.conf")
+        proc = self._spawn(component, argv)
+        # A clean environment: cloudflared reads many TUNNEL_* variables, and looks for
+        # config.yml under $HOME (the stack's user home has none).
+        proc.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)}
+        return proc
 
     def _origin_args(self) -> list[str]:
         """``--url ORIGIN``, or ``--config`` with the user's ingress rules."""
@@ -640,11 +765,15 @@ class LocalStack(StackLayout):
         every PoP and through the anycast entry."""
         timeout = timeout or self.ready_timeout
         connector = self.processes.get(tunnel.connector)
+        # cloudflared dials its HA connections one after the other, a second apart: a scenario
+        # starts when all are registered (the reference connector dials them at once).
+        full = self.ha_connections if self.connector_kind(tunnel) == "cloudflared" else 1
         for component in tunnel.connectors:
             await wait_http(
                 f"{self.connector_metrics_url(component)}/ready",
                 timeout=timeout,
                 process=self.processes.get(component),
+                expect_body=lambda body: _ready_connections(body) >= full,
             )
         user = self.topology.origin
         path = user.health if user else "/"
@@ -686,3 +815,12 @@ class LocalStack(StackLayout):
 
     async def resume(self, component: str) -> None:
         self._component(component).resume()
+
+
+def _ready_connections(body: bytes) -> int:
+    """``readyConnections`` of a connector's ``/ready`` body (0 if it is not that JSON)."""
+    try:
+        value = json.loads(body).get("readyConnections", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return int(value) if isinstance(value, int) else 0

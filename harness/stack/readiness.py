@@ -38,9 +38,10 @@ async def wait_http(
     process: ManagedProcess | None = None,
     expect_status: int | Callable[[int], bool] | None = 200,
     headers: dict[str, str] | None = None,
+    expect_body: Callable[[bytes], bool] | None = None,
 ) -> httpx.Response:
     """Poll ``url`` until it answers (with ``expect_status``, a status or a test of it, unless
-    None); return the response."""
+    None, and a body ``expect_body`` accepts, if given); return the response."""
     accept: Callable[[int], bool] = (
         expect_status
         if callable(expect_status)
@@ -54,7 +55,9 @@ async def wait_http(
                 process.check_running()
             try:
                 response = await client.get(url, headers=headers)
-                if accept(response.status_code):
+                if accept(response.status_code) and (
+                    expect_body is None or expect_body(response.content)
+                ):
                     return response
                 last = f"status {response.status_code}: {response.text[:200]}"
             except httpx.HTTPError as exc:

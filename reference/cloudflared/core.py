@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Final
 
 import h2.exceptions
 
 from reference.cloudflared import rpc
+from reference.cloudflared.websocket import PONG, ServerFrameReader, client_frame, message_frame
 from reference.wire import events as ev
 from reference.wire.core import (
     NO_ERROR,
@@ -42,10 +44,12 @@ from reference.wire.messages import (
     RegistrationResponse,
     StreamRequest,
     WireSettings,
+    WsMessage,
 )
 
 UPGRADE_HEADER: Final = "cf-cloudflared-proxy-connection-upgrade"
 CONTROL_STREAM: Final = "control-stream"
+WEBSOCKET_STREAM: Final = "websocket"
 RESPONSE_HEADERS: Final = "cf-cloudflared-response-headers"
 RESPONSE_META: Final = "cf-cloudflared-response-meta"
 #: Request header names cloudflared treats as its own, never sent from a visitor.
@@ -119,6 +123,8 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
         self._question: int | None = None
         #: cloudflared's ingress configuration, once it pushed it.
         self.local_configuration: bytes | None = None
+        #: Accepted WebSocket streams: their DATA is the origin's RFC 6455 frames.
+        self._websockets: dict[int, ServerFrameReader] = {}
 
     def start(self, nonce: str, now: float) -> None:
         """Send the preface and SETTINGS and open the control stream. cloudflared's transport
@@ -180,17 +186,22 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
             raise TunnelClosed(self.closed_reason or "closed")
         if not self.accepting_streams:
             raise TunnelClosed(f"connection not accepting streams ({self.state})")
-        if request.websocket:
-            raise StreamFailedBeforeResponse(
-                "WebSocket through cloudflared's HTTP/2 transport is not modelled yet "
-                "(docs/cloudflared.md)"
-            )
         headers = request_pseudo_headers(request)
         headers += [
             (_encode(k), _encode(v))
             for k, v in end_to_end_headers(request.headers)
             if not k.startswith(_RESERVED_PREFIXES)
         ]
+        if request.websocket:
+            # cloudflared dials the origin as a WebSocket client with the visitor's key and
+            # version, then pipes this stream's bytes to the origin's socket.
+            names = {k for k, _ in end_to_end_headers(request.headers)}
+            headers.append((_encode(UPGRADE_HEADER), _encode(WEBSOCKET_STREAM)))
+            if "sec-websocket-key" not in names:
+                key = base64.b64encode(os.urandom(16)).decode()
+                headers.append((b"sec-websocket-key", _encode(key)))
+            if "sec-websocket-version" not in names:
+                headers.append((b"sec-websocket-version", b"13"))
         try:
             stream_id = self._conn.get_next_available_stream_id()
             self._conn.send_headers(stream_id, headers, end_stream=end_stream)
@@ -198,8 +209,21 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
             raise StreamFailedBeforeResponse("too many concurrent streams") from None
         except h2.exceptions.NoAvailableStreamIDError:
             raise TunnelClosed("stream ids exhausted") from None
-        self._streams[stream_id] = _Stream(kind="http", local_closed=end_stream)
+        kind = "websocket" if request.websocket else "http"
+        self._streams[stream_id] = _Stream(kind=kind, local_closed=end_stream)
         return stream_id
+
+    def send_ws(self, stream_id: int, message: WsMessage) -> None:
+        """Queue one WebSocket message, as a client frame, on an accepted WebSocket stream."""
+        if stream_id not in self._websockets:
+            raise ValueError(f"stream {stream_id} is not an open WebSocket stream")
+        frame = message_frame(message)
+        if len(frame) > self.settings.max_ws_message + 14:
+            raise ValueError(
+                f"WebSocket message exceeds the tunnel limit of {self.settings.max_ws_message} "
+                "bytes"
+            )
+        self.send_data(stream_id, frame)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -209,6 +233,9 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
             self.send_data(self._control_id, data)
 
     def _on_data(self, stream_id: int, data: bytes, flow_length: int) -> list[ev.WireEvent]:
+        reader = self._websockets.get(stream_id)
+        if reader is not None:
+            return self._on_websocket_data(stream_id, reader, data, flow_length)
         if stream_id != self._control_id:
             return super()._on_data(stream_id, data, flow_length)
         self.acknowledge(stream_id, flow_length)
@@ -221,6 +248,25 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
             out.extend(self._on_rpc(event))
         self._send_rpc()
         return out
+
+    def _on_websocket_data(
+        self, stream_id: int, reader: ServerFrameReader, data: bytes, flow_length: int
+    ) -> list[ev.WireEvent]:
+        # Padding and control frames are acknowledged now, message bytes once consumed.
+        self.acknowledge(stream_id, flow_length - len(data))
+        try:
+            messages = reader.feed(data)
+        except WireProtocolError:
+            self._websockets.pop(stream_id, None)
+            self.reset_stream(stream_id, 0x1)
+            return [ev.StreamWasReset(stream_id, 0x1, True)]
+        for ping in reader.pings:
+            self.send_data(stream_id, client_frame(PONG, ping))
+        reader.pings.clear()
+        if reader.control_bytes:
+            self.acknowledge(stream_id, reader.control_bytes)
+            reader.control_bytes = 0
+        return [ev.WsMessageReceived(stream_id, message, wire) for message, wire in messages]
 
     def _on_rpc(self, event: rpc.RpcEvent) -> list[ev.WireEvent]:
         if isinstance(event, rpc.RegisterConnection):
@@ -250,6 +296,10 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
             self.local_configuration = event.config
             return [ConfigurationPushed(event.config)]
         if isinstance(event, rpc.RpcAborted):
+            if self.state == "draining":
+                # cloudflared ends its RPC session after unregisterConnection; requests in
+                # flight finish within its grace period before it closes the connection.
+                return []
             raise WireProtocolError(f"cloudflared aborted the RPC session: {event.reason}")
         return []
 
@@ -277,23 +327,45 @@ class CloudflaredEdgeProtocol(EdgeProtocol):
         except ValueError:
             self.reset_stream(stream_id)
             return [ev.StreamWasReset(stream_id, 0x1, False)]
+        source = str(meta.get("src", "origin"))
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.kind == "websocket":
+            upgraded = any(k.lower() == "upgrade" and v.lower() == "websocket" for k, v in user)
+            if status == 200 and source == "origin" and upgraded:
+                # 200 stands for the origin's 101 (HTTP/2 has no 101): frames follow.
+                self._websockets[stream_id] = ServerFrameReader(self.settings.max_ws_message)
+                return [CloudflaredResponse(stream_id, 101, user, source=source)]
+            stream.kind = "http"  # the origin declined the upgrade: an ordinary response
         return [
             CloudflaredResponse(
                 stream_id,
                 status,
                 user,
-                source=str(meta.get("src", "origin")),
+                source=source,
                 flow_limited=bool(meta.get("flow_rate_limited", False)),
             )
         ]
 
     def _on_stream_ended(self, stream_id: int) -> list[ev.WireEvent]:
         if stream_id == self._control_id:
-            # cloudflared ends its side when it stops serving the control stream.
-            if self.state in ("refused", "draining"):
-                return self.close("unregistered" if self.state == "draining" else "refused")
+            # cloudflared ends its side when it stops serving the control stream. After
+            # unregisterConnection it still finishes the requests in flight and then closes
+            # the connection itself (its EOF ends it here as "unregistered").
+            if self.state == "draining":
+                return []
+            if self.state == "refused":
+                return self.close("refused")
             raise WireProtocolError("cloudflared closed the control stream")
         return super()._on_stream_ended(stream_id)
+
+    def _on_stream_reset(self, stream_id: int, error_code: int) -> list[ev.WireEvent]:
+        if stream_id == self._control_id and self.state == "draining":
+            # After unregisterConnection cloudflared resets the control stream; its requests in
+            # flight still finish (it closes the connection after them).
+            self._streams.pop(stream_id, None)
+            return []
+        self._websockets.pop(stream_id, None)
+        return super()._on_stream_reset(stream_id, error_code)
 
     def _eof_reason(self) -> str:
         return "unregistered" if self.state == "draining" else "eof"

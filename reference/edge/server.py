@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import logging
 import ssl
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,10 @@ class EdgeConfig:
     cloudflared_tls_key: Path | None = None
 
 
+#: The SNI cloudflared's HTTP/2 transport sends; on the tunnel listener it selects that transport.
+CLOUDFLARED_SNI = "h2.cftunnel.com"
+
+
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     """TLS server context for the tunnel listener (TLS 1.2+)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -146,6 +151,8 @@ class EdgeServer:
         self._stack = contextlib.AsyncExitStack()
         self._tunnel_server: asyncio.Server | None = None
         self._cloudflared_server: asyncio.Server | None = None
+        #: SNI of each TLS connection on the tunnel listener (filled during the handshake).
+        self._sni_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._tunnel_tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._retired: set[str] = set()
@@ -260,6 +267,15 @@ class EdgeServer:
                 health_application(routes), cfg.metrics_listen
             )
 
+        # One tunnel listener, both transports: cloudflared names h2.cftunnel.com in its TLS
+        # hello (the reference connector never does), so a fault on this PoP's link acts on both.
+        sni_names = self._sni_names
+
+        def remember_sni(tls_object: Any, server_name: str | None, _context: Any) -> None:
+            if server_name:
+                sni_names[tls_object] = server_name
+
+        tls.sni_callback = remember_sni
         self._tunnel_server = await asyncio.start_server(
             self._on_tunnel_connection,
             cfg.tunnel_listen[0],
@@ -448,6 +464,9 @@ class EdgeServer:
     async def _serve_tunnel_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, cloudflared: bool
     ) -> None:
+        tls_object = writer.get_extra_info("ssl_object")
+        if tls_object is not None and self._sni_names.get(tls_object) == CLOUDFLARED_SNI:
+            cloudflared = True
         peer = writer.get_extra_info("peername")
         origin_ip = str(peer[0]) if isinstance(peer, tuple) else ""
 

@@ -6,7 +6,8 @@
   until the client closes. ``/ws?hello=0`` skips the hello (a pure echo).
 * Any other method and path -> 200 JSON ``{origin, method, path, query, host, request_id,
   body_sha256, body_len, headers}`` where ``headers`` holds ``content-type``, ``user-agent``
-  and every ``x-*`` request header. Response headers ``X-Origin-Name``, ``X-Request-Id`` (echo
+  and every ``x-*`` request header (and ``cf-warp-tag-*``: the tags cloudflared adds, e.g.
+  the tunnel id the stack gives it). Response headers ``X-Origin-Name``, ``X-Request-Id`` (echo
   of the request's) and ``X-Body-Sha256`` (SHA-256 of the request body as received).
   Query parameters for tests: ``delay=S`` waits S seconds (<= 60) before answering,
   ``status=N`` answers with status N, ``size=N`` answers with N deterministic bytes
@@ -38,7 +39,8 @@ def _echoed_headers(request: web.Request) -> dict[str, str]:
     return {
         key.lower(): value
         for key, value in request.headers.items()
-        if key.lower().startswith("x-") or key.lower() in ("content-type", "user-agent")
+        if key.lower().startswith(("x-", "cf-warp-tag-"))
+        or key.lower() in ("content-type", "user-agent")
     }
 
 

@@ -108,3 +108,28 @@ def test_catalogue_page_has_the_sla_table_links_and_what_failed(tmp_path: Path) 
     assert page.startswith("<!DOCTYPE html>") and '<table class="sla">' in page
     assert page.count('href="20260101T000100Z-two/report.html"') == 1
     assert f'<td class="{verdict}">{verdict}</td>' in page
+
+
+def test_catalogue_of_both_connectors_shows_them_side_by_side(tmp_path: Path) -> None:
+    reports_dir = tmp_path / "reports"
+    runs = []
+    for name in ("20260101T000000Z-ref", "20260101T000100Z-cfd"):
+        run_dir = reports_dir / name
+        shutil.copytree(STORED_RUN, run_dir)
+        runs.append(build_report(run_dir))
+    # The same journal, as if cloudflared had run it and failed its first check.
+    cfd = runs[1].summary
+    cfd["connector"] = {"kind": "cloudflared", "version": "2026.8.2", "reconnects": 3}
+    first = cfd["checks"][0] = {**cfd["checks"][0], "passed": False, "detail": "late by 9 s"}
+    scenario = load_scenario(STORED_RUN / "scenario.yaml")
+    md, html = write_catalogue(reports_dir, runs, [scenario])
+    markdown = md.read_text()
+    name = cfd["scenario"]
+    assert f"| {name} (reference) |" in markdown and f"| {name} (cloudflared) |" in markdown
+    assert "## Reference connector vs cloudflared" in markdown
+    assert "cloudflared 2026.8.2" in markdown
+    assert (
+        f"- **{name}**: {first['name']} fails with cloudflared (reference: passes): late by 9 s"
+        in markdown
+    )
+    assert "Reference connector vs cloudflared</h2>" in html.read_text()
