@@ -53,6 +53,12 @@ class LocalStack(StackLayout):
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
+        user = self.topology.origin
+        if user is not None and user.in_container:
+            raise StackError(
+                f"stack.origin.{user.kind} (a container origin) needs the compose backend "
+                "(--backend compose); the local backend runs a command or uses a url"
+            )
         self.seed = seed
         self.broker_implementation = broker_implementation
         choice = (
