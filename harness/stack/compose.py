@@ -130,13 +130,9 @@ class ComposeStack(StackLayout):
                 "one per extra replica); use the local backend for several or legacy tunnels"
             )
         user = topology.origin
-        if user is not None and not user.in_container:
-            raise StackError(
-                f"stack.origin.{user.kind} runs on the host: the compose backend runs your "
-                "service as a container, give stack.origin.image (an image) or "
-                "stack.origin.build (a directory with a Dockerfile), with an optional command "
-                "and port; or use the local backend (--backend local)"
-            )
+        problem = user.backend_problem("compose") if user is not None else None
+        if problem is not None:
+            raise StackError(problem)
 
     # ----------------------------------------------------------------- paths and endpoints
 

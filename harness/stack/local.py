@@ -54,11 +54,9 @@ class LocalStack(StackLayout):
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
         user = self.topology.origin
-        if user is not None and user.in_container:
-            raise StackError(
-                f"stack.origin.{user.kind} (a container origin) needs the compose backend "
-                "(--backend compose); the local backend runs a command or uses a url"
-            )
+        problem = user.backend_problem("local") if user is not None else None
+        if problem is not None:
+            raise StackError(problem)
         self.seed = seed
         self.broker_implementation = broker_implementation
         choice = (

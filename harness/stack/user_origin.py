@@ -81,6 +81,22 @@ class UserOrigin:
         """Whether the stack starts (and a fault may target) an ``origin`` component."""
         return self.command is not None or self.in_container
 
+    def backend_problem(self, backend: str) -> str | None:
+        """Why the ``backend`` (``local`` or ``compose``) cannot run this origin, else None."""
+        if backend == "compose" and not self.in_container:
+            return (
+                f"stack.origin.{self.kind} runs on the host: the compose backend runs your "
+                "service as a container, give stack.origin.image (an image) or "
+                "stack.origin.build (a directory with a Dockerfile), with an optional command "
+                "and port; or use the local backend (--backend local)"
+            )
+        if backend != "compose" and self.in_container:
+            return (
+                f"stack.origin.{self.kind} (a container origin) needs the compose backend "
+                "(--backend compose); the local backend runs a command or uses a url"
+            )
+        return None
+
     def shell_command(self, port: int) -> str:
         """The command with ``{port}`` and ``{python}`` filled in."""
         assert self.command is not None

@@ -144,3 +144,21 @@ def test_container_origin_errors_name_the_field(origin: str, message: str) -> No
     text = GOOD.replace('command: "python3 -m http.server {port} --bind 127.0.0.1"', origin)
     found = issues(text)
     assert len(found) == 1 and message in found[0], found
+
+
+def test_stack_up_refuses_an_origin_its_backend_cannot_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.stack.cli import stack_group
+
+    runner = CliRunner()
+    state = ["--state-dir", str(tmp_path)]
+    local = runner.invoke(stack_group, ["up", *state, "--origin-image", "shop:1"])
+    assert local.exit_code == 2 and "needs the compose backend" in local.output
+    compose = ["up", *state, "--backend", "compose", "--origin-command", "serve"]
+    refused = runner.invoke(stack_group, compose)
+    assert refused.exit_code == 2 and "stack.origin.command runs on the host" in refused.output
+    port = ["up", *state, "--backend", "compose", "--origin-build", ".", "--origin-port", "0"]
+    bad = runner.invoke(stack_group, port)
+    assert bad.exit_code == 2 and "port 0 is not a TCP port" in bad.output
+    assert not (tmp_path / "stack.json").exists()  # nothing was started
