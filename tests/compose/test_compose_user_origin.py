@@ -49,14 +49,14 @@ async def test_a_built_user_image_survives_a_control_plane_outage(
     assert summary["origin"]["kind"] == "build"
     assert summary["origin"]["url"] is None  # reachable only inside the project
     assert summary["origin"]["service_url"] == "http://origin:8080"
-    override, origin_log = _run_files(tmp_path)
+    override, origin_log = _run_files(report.run_dir)
     assert "ports: !reset" in override and "- net-origin" in override
     assert '"GET /index.html HTTP/1.1" 200' in origin_log
 
 
-def _run_files(report_dir: Path) -> tuple[str, str]:
+def _run_files(run_dir: Path) -> tuple[str, str]:
     """The run's ``compose.run.yaml`` and the origin container's saved log."""
-    stack_dir = next(report_dir.glob("http-server-compose-*")) / "stack"
+    stack_dir = run_dir / "stack"
     override = (stack_dir / "compose.run.yaml").read_text()
     return override, (stack_dir / "logs" / "origin.log").read_text()
 
