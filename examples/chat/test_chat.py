@@ -1,4 +1,4 @@
-"""The chat example survives its control plane going away with link drops (issue 16, item 4):
+"""The chat example survives its control plane going away with link drops (issue 16, item 3):
 once through the pytest plugin (HTTP and a reconnecting WebSocket client), once as a scenario."""
 
 from __future__ import annotations
