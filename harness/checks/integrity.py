@@ -56,26 +56,25 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
             )
     plan = (history.run.meta.get("integrity") if history.run else None) or {}
     missing = plan.get("not_available") or {}
-    tunnel = tunnel_digest_counts(history)
-    data: dict[str, Any] = {
-        "verified": verified,
-        "corrupted": len(bad),
-        "examples": bad[:10],
-        "tunnel_digest": tunnel,
-        "basis": _basis(applied, tunnel),
-    }
+    counted = tunnel_digest_counts(history)
+    data: dict[str, Any] = {"verified": verified, "corrupted": len(bad), "examples": bad[:10]}
+    if counted is not None:  # journals from before the digest are re-analysed as they were
+        data.update(tunnel_digest=counted, basis=_basis(applied, counted))
     if plan.get("traffic") == "user":
         data.update(applied=sorted(applied), not_available=sorted(missing))
+    tunnel = counted or dict.fromkeys(("verified", "absent", "mismatch"), 0)
     tunnel_text = (
-        f"{tunnel['verified']} response bodies verified by the tunnel digest "
+        f"; {tunnel['verified']} response bodies verified by the tunnel digest "
         "(connector -> edge SHA-256)"
+        if counted is not None
+        else ""
     )
     if tunnel["mismatch"]:
         return CheckResult(
             name,
             False,
             f"{tunnel['mismatch']} response bodies did not match the tunnel digest at the edges "
-            f"(the visitors' responses were aborted); {tunnel_text}"
+            f"(the visitors' responses were aborted){tunnel_text}"
             + (f"; {len(bad)} of {verified} responses corrupted" if bad else ""),
             data,
         )
@@ -102,11 +101,11 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
             data,
         )
     if verified == 0:
-        detail = tunnel_text
+        detail = tunnel_text.removeprefix("; ")
     elif applied == {"response_digest_ok"}:
-        detail = f"{verified} responses of static paths, bodies unchanged (SHA-256); {tunnel_text}"
+        detail = f"{verified} responses of static paths, bodies unchanged (SHA-256){tunnel_text}"
     else:
-        detail = f"{verified} responses, ids and digests all intact; {tunnel_text}"
+        detail = f"{verified} responses, ids and digests all intact{tunnel_text}"
     if missing:
         detail += "; not checked: " + "; ".join(missing.values())
     return CheckResult(name, True, detail, data)
