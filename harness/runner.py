@@ -442,10 +442,10 @@ def integrity_plan(scenario: Scenario) -> dict[str, Any]:
     if not requests:
         return {
             "traffic": "echo",
-            "applied": ["status", "request_id_echo", "body_digest", "tunnel"],
+            "applied": ["status", "request_id_echo", "body_digest", "tunnel", "tunnel_digest"],
             "not_available": {},
         }
-    applied = ["status", "tunnel"]
+    applied = ["status", "tunnel", "tunnel_digest"]
     if any(r.expect_body_contains is not None or r.expect is not None for r in requests):
         applied.append("body")
     if any(r.static for r in requests):

@@ -1,4 +1,4 @@
-"""The chat example survives its control plane going away with link drops (issue 16, item 4):
+"""The chat example survives its control plane going away with link drops (issue 16, item 3):
 once through the pytest plugin (HTTP and a reconnecting WebSocket client), once as a scenario."""
 
 from __future__ import annotations
@@ -79,4 +79,8 @@ async def test_chat_scenario_passes(tmp_path: Path) -> None:
     failed = [(c["name"], c["detail"]) for c in report.summary["checks"] if not c["passed"]]
     assert report.exit_code == 0, (report.summary["run"]["error"], failed)
     assert report.summary["sla"]["requests"] >= 90
-    assert report.summary["integrity"]["applied"] == ["status", "tunnel", "body", "static_digest"]
+    applied = report.summary["integrity"]["applied"]
+    assert applied == ["status", "tunnel", "tunnel_digest", "body", "static_digest"]
+    corruption = next(c for c in report.summary["checks"] if c["name"] == "no_corruption")
+    assert corruption["data"]["basis"] == ["static_digest", "tunnel_digest"]
+    assert corruption["data"]["tunnel_digest"]["verified"] > 0

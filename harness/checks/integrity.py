@@ -1,10 +1,14 @@
-"""``no_corruption``: every response echoed its request id and body digest intact, and every
-static body of the user's service stayed the same.
+"""``no_corruption``: every response echoed its request id and body digest intact, every
+static body of the user's service stayed the same, and no body failed the tunnel's digest.
 
 What is checked depends on the traffic (the run's ``integrity`` metadata): the reference echo
 origin echoes each request's id and body digest; the user's service echoes nothing, so only
-``static: true`` GETs (a body that must not change) can be verified. With nothing verifiable
-the check is undecided and says why — never a pass."""
+``static: true`` GETs (a body that must not change) can be verified per request. Whatever the
+origin, the edges check every response body against the connector's SHA-256 of it (the tunnel
+digest, reference/wire/body_digest.py) and count the verdicts; the edges' metrics samples give
+how many bodies were verified and how many mismatched (each of those was aborted, never shown
+to the visitor as complete). With nothing verifiable the check is undecided and says why —
+never a pass."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 from harness.checks.params import CheckParams, scoped_operations
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
+from harness.checks.samples import tunnel_digest_counts
 from harness.journal.history import History
 
 FLAGS = ("request_id_echo_ok", "digest_ok", "response_digest_ok")
@@ -51,20 +56,41 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
             )
     plan = (history.run.meta.get("integrity") if history.run else None) or {}
     missing = plan.get("not_available") or {}
+    counted = tunnel_digest_counts(history)
     data: dict[str, Any] = {"verified": verified, "corrupted": len(bad), "examples": bad[:10]}
+    if counted is not None:  # journals from before the digest are re-analysed as they were
+        data.update(tunnel_digest=counted, basis=_basis(applied, counted))
     if plan.get("traffic") == "user":
         data.update(applied=sorted(applied), not_available=sorted(missing))
-    if verified == 0:
+    tunnel = counted or dict.fromkeys(("verified", "absent", "mismatch"), 0)
+    tunnel_text = (
+        f"; {tunnel['verified']} response bodies verified by the tunnel digest "
+        "(connector -> edge SHA-256)"
+        if counted is not None
+        else ""
+    )
+    if tunnel["mismatch"]:
+        return CheckResult(
+            name,
+            False,
+            f"{tunnel['mismatch']} response bodies did not match the tunnel digest at the edges "
+            f"(the visitors' responses were aborted){tunnel_text}"
+            + (f"; {len(bad)} of {verified} responses corrupted" if bad else ""),
+            data,
+        )
+    if verified == 0 and tunnel["verified"] == 0:
         if plan.get("traffic") == "user":
             return CheckResult(
                 name,
                 None,
-                "not applicable: the user's service echoes nothing to verify and no request "
-                "is `static: true` (a body that must not change); not available: "
-                + "; ".join(missing.values()),
+                "not applicable: the user's service echoes nothing to verify, no request "
+                "is `static: true` (a body that must not change) and the edges verified no "
+                "body by the tunnel digest; not available: " + "; ".join(missing.values()),
                 data,
             )
-        return CheckResult(name, None, "no responses carried echo/digest results", data)
+        return CheckResult(
+            name, None, "no responses carried echo/digest results or tunnel digests", data
+        )
     if bad:
         first = bad[0]
         return CheckResult(
@@ -74,9 +100,24 @@ def no_corruption(history: History, params: CheckParams) -> CheckResult:
             f"{first['f']} {first['hostname']} failed {', '.join(first['failed'])}",
             data,
         )
-    if applied == {"response_digest_ok"}:
-        detail = f"{verified} responses of static paths, bodies unchanged (SHA-256)"
-        if missing:
-            detail += "; not checked: " + "; ".join(missing.values())
-        return CheckResult(name, True, detail, data)
-    return CheckResult(name, True, f"{verified} responses, ids and digests all intact", data)
+    if verified == 0:
+        detail = tunnel_text.removeprefix("; ")
+    elif applied == {"response_digest_ok"}:
+        detail = f"{verified} responses of static paths, bodies unchanged (SHA-256){tunnel_text}"
+    else:
+        detail = f"{verified} responses, ids and digests all intact{tunnel_text}"
+    if missing:
+        detail += "; not checked: " + "; ".join(missing.values())
+    return CheckResult(name, True, detail, data)
+
+
+def _basis(applied: set[str], tunnel: dict[str, int]) -> list[str]:
+    """What the verdict rests on: ``echo``, ``static_digest``, ``tunnel_digest``."""
+    basis = []
+    if applied & {"request_id_echo_ok", "digest_ok"}:
+        basis.append("echo")
+    if "response_digest_ok" in applied:
+        basis.append("static_digest")
+    if tunnel["verified"] or tunnel["mismatch"]:
+        basis.append("tunnel_digest")
+    return basis

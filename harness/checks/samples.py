@@ -62,6 +62,29 @@ def route_matches(route: str, include: Sequence[str], exclude: Sequence[str]) ->
     )
 
 
+#: Verdicts of the tunnel body digest an edge counts (``outlast_edge_tunnel_digest*``).
+DIGEST_RESULTS = ("verified", "absent", "mismatch")
+
+
+def tunnel_digest_counts(history: History) -> dict[str, int] | None:
+    """Response bodies the edges judged by the tunnel digest during the run, by verdict: the
+    increase of each edge's counters from its first scrape to its last (restarts included).
+    ``None`` when no edge sample has the counters (a journal from before the digest)."""
+    totals = dict.fromkeys(DIGEST_RESULTS, 0)
+    by_edge: dict[str, list[dict[str, Any]]] = {}
+    for sample in history.samples_of("edge"):
+        digests = sample.value.get("tunnel_digests")
+        if isinstance(digests, dict):
+            by_edge.setdefault(sample.source, []).append(digests)
+    if not by_edge:
+        return None
+    for series in by_edge.values():
+        for result in DIGEST_RESULTS:
+            values = [int(d.get(result, 0) or 0) for d in series]
+            totals[result] += counter_increase(values)
+    return totals
+
+
 def counter_increase(values: Sequence[int]) -> int:
     """Increase of a cumulative counter over consecutive samples; a drop is a restart (reset)."""
     increase = 0

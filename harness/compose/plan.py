@@ -138,8 +138,10 @@ def connector_command(
     tunnel: str = DEFAULT_TUNNEL,
     ha_connections: int | str = DEFAULT_HA_CONNECTIONS,
     extra: tuple[str, ...] = (),
+    origin_port: int = ORIGIN_PORT,
 ) -> list[str]:
-    """The ``connector`` service's command (runs ``tunnel`` by name with its credentials file)."""
+    """The ``connector`` service's command (runs ``tunnel`` by name with its credentials file;
+    ``origin_port``: the port of the ``origin`` service, the user's container's own)."""
     command = [
         "outlast",
         "tunnel",
@@ -150,7 +152,7 @@ def connector_command(
         "--credentials-file",
         f"{HOME_DIR}/{tunnel}.json",
         "--url",
-        f"http://origin:{ORIGIN_PORT}",
+        f"http://origin:{origin_port}",
         "--edge-ca",
         EDGE_CA_FILE,
         "--metrics",

@@ -6,7 +6,8 @@ Samples carry only what checks read (see ``harness/checks/samples.py``):
   ``readyConnections``, since its gauge of that name also counts connections waiting to
   redial, and ``locations`` is the last PoP of each connection index (exact whenever every
   index is registered)
-* edge: ``{pop, connections: {tunnel_id: n}}``
+* edge: ``{pop, connections: {tunnel_id: n}, tunnel_digests: {verified, absent, mismatch}}``
+  (the tunnel body digest's cumulative verdicts, reference/wire/body_digest.py)
 * controlplane: ``{requests: {"METHOD route": cumulative count}}``
 """
 
@@ -50,13 +51,25 @@ def parse_connector(text: str, tunnel: str) -> dict[str, Any]:
 
 
 def parse_edge(text: str, pop: str) -> dict[str, Any]:
-    """Registered connections per tunnel id at one edge."""
+    """Registered connections per tunnel id at one edge, and its tunnel digest verdicts."""
     connections: dict[str, int] = {}
+    digests: dict[str, int] = {}
     for family in text_string_to_metric_families(text):
         if family.name == "outlast_edge_tunnel_connections":
             for sample in family.samples:
                 connections[sample.labels["tunnel_id"]] = int(sample.value)
-    return {"pop": pop, "connections": connections}
+        elif family.name == "outlast_edge_tunnel_digests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    digests[sample.labels.get("result", "")] = int(sample.value)
+        elif family.name == "outlast_edge_tunnel_digest_mismatches":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    digests["mismatch"] = int(sample.value)
+    value: dict[str, Any] = {"pop": pop, "connections": connections}
+    if digests:
+        value["tunnel_digests"] = digests
+    return value
 
 
 def parse_controlplane(text: str) -> dict[str, Any]:

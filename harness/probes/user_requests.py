@@ -12,8 +12,9 @@ which integrity checks applied to it (``integrity`` in the operation's value):
 * ``tunnel`` — the edge names the tunnel that carried the answer (``X-Outlast-Tunnel-Id``),
   so ``no_misroute`` can tell a hostname served by another tunnel.
 
-Not available: an end-to-end digest of each response between edge and connector (the wire
-protocol carries none), and the request-id and body echoes of the reference origin.
+Besides, the tunnel itself checks every response body: the connector sends a SHA-256 of it, the
+edge compares (``tunnel_digest``, read from the edges' metrics by ``no_corruption``). Not
+available: the request-id and body echoes of the reference origin.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ INTEGRITY_CHECKS = ("status", "body", "static_digest", "tunnel")
 #: What a user origin cannot give (said in reports, never silently counted as checked).
 NOT_AVAILABLE = {
     "echo": "the reference origin's request-id and body-digest echo (not your service)",
-    "tunnel_digest": "an end-to-end digest of each response (the tunnel protocol has none)",
 }
 TUNNEL_ID_HEADER = "X-Outlast-Tunnel-Id"
 

@@ -203,4 +203,12 @@ def integrity_text(summary: dict[str, Any]) -> str:
     missing = plan.get("not_available") or {}
     if missing:
         text += "; not available: " + "; ".join(str(v) for v in missing.values())
+    for check in summary.get("checks") or ():
+        basis = (
+            (check.get("data") or {}).get("basis")
+            if check.get("check") == "no_corruption"
+            else None
+        )
+        if basis is not None:
+            text += f"; {check['name']} rested on: {', '.join(basis) or 'nothing'}"
     return text + "."

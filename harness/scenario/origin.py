@@ -34,10 +34,25 @@ class OriginSpec(StrictModel):
     ready_timeout: Duration = Field(
         default=30.0, gt=0, description="how long the command may take to become ready"
     )
+    image: str | None = Field(default=None, description="Compose backend: an image to run")
+    build: str | None = Field(
+        default=None, description="Compose backend: a build context (directory with a Dockerfile)"
+    )
+    port: int | None = Field(
+        default=None, description="Compose backend: the port the container listens on (8080)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> OriginSpec:
-        problem = origin_problem(self.command, self.url, self.ingress, self.health)
+        problem = origin_problem(
+            self.command,
+            self.url,
+            self.ingress,
+            self.health,
+            self.image,
+            self.build,
+            self.port,
+        )
         if problem is not None:
             loc, message = problem
             raise_errors("OriginSpec", [custom_error(loc, "origin", message, None)])
@@ -46,7 +61,13 @@ class OriginSpec(StrictModel):
     def user_origin(self) -> UserOrigin:
         """The stack backends' view of this origin."""
         return UserOrigin(
-            command=self.command, health=self.health, url=self.url, ingress=self.ingress
+            command=self.command,
+            health=self.health,
+            url=self.url,
+            ingress=self.ingress,
+            image=self.image,
+            build=self.build,
+            port=self.port,
         )
 
 

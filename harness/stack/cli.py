@@ -43,31 +43,65 @@ state_dir_option = click.option(
 )
 
 
-def _topology(
-    pops: str,
-    tunnels: int,
-    origin_command: str | None = None,
-    origin_url: str | None = None,
-    origin_health: str = "/",
-) -> Topology:
+#: ``--origin-*`` options: UserOrigin field -> option name.
+ORIGIN_OPTIONS = {
+    "command": "--origin-command",
+    "url": "--origin-url",
+    "health": "--origin-health",
+    "image": "--origin-image",
+    "build": "--origin-build",
+    "port": "--origin-port",
+}
+
+
+def _topology(pops: str, tunnels: int, origin: dict[str, Any] | None = None) -> Topology:
     try:
         topology = Topology.numbered(
             tuple(p.strip() for p in pops.split(",") if p.strip()), tunnels
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if origin_command is None and origin_url is None:
+    given = {k: v for k, v in (origin or {}).items() if v is not None}
+    if not set(given) - {"health"}:
         return topology
     try:
-        origin = UserOrigin(command=origin_command, url=origin_url, health=origin_health)
+        user = UserOrigin(**given)
     except ValueError as exc:
         raise click.UsageError(f"--origin-*: {exc}") from None
-    return dataclasses.replace(topology, origin=origin)
+    return dataclasses.replace(topology, origin=user)
+
+
+def _origin_of(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``--origin-*`` values among a command's keyword arguments (by UserOrigin field)."""
+    return {field: options.get(f"origin_{field}") for field in ORIGIN_OPTIONS}
+
+
+def _origin_args(origin: dict[str, Any]) -> list[str]:
+    """The ``--origin-*`` arguments that give ``origin`` again (for the supervisor)."""
+    return [
+        arg
+        for field, option in ORIGIN_OPTIONS.items()
+        if origin.get(field) is not None
+        for arg in (option, str(origin[field]))
+    ]
 
 
 def origin_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--origin-command``, ``--origin-url`` and ``--origin-health``."""
+    """``--origin-command``, ``--origin-url``, ``--origin-health``; Compose: ``--origin-image``,
+    ``--origin-build``, ``--origin-port``."""
     for option in (
+        click.option(
+            "--origin-port",
+            type=int,
+            default=None,
+            help="Compose: the port the origin container listens on (8080).",
+        ),
+        click.option(
+            "--origin-build",
+            default=None,
+            help="Compose: a directory with a Dockerfile, built and run as the origin.",
+        ),
+        click.option("--origin-image", default=None, help="Compose: an image run as the origin."),
         click.option(
             "--origin-health", default="/", show_default=True, help="Health path of the origin."
         ),
@@ -162,13 +196,14 @@ def up_command(
     backend: str,
     foreground: bool,
     timeout: float,
-    origin_command: str | None,
-    origin_url: str | None,
-    origin_health: str,
+    **origin_options: Any,
 ) -> None:
     """Start broker, control plane, edges, origin, fault proxy and connectors."""
-    origin = (origin_command, origin_url, origin_health)
-    topology = _topology(pops, tunnels, *origin)  # validate before starting anything
+    origin = _origin_of(origin_options)
+    topology = _topology(pops, tunnels, origin)  # validate before starting anything
+    problem = topology.origin.backend_problem(backend) if topology.origin else None
+    if problem is not None:
+        raise click.UsageError(problem)
     existing = _read_stack_json(state_dir)
     if existing and _pid_alive(existing.get("supervisor_pid")):
         raise click.ClickException(
@@ -189,10 +224,7 @@ def up_command(
         str(timeout),
         "--backend",
         backend,
-        "--origin-health",
-        origin_health,
-        *(("--origin-command", origin_command) if origin_command is not None else ()),
-        *(("--origin-url", origin_url) if origin_url is not None else ()),
+        *_origin_args(origin),
     ]
     if foreground:
         sys.exit(_supervise(state_dir, topology, seed, timeout, backend))
@@ -239,12 +271,10 @@ def supervise_command(
     seed: int,
     timeout: float,
     backend: str,
-    origin_command: str | None,
-    origin_url: str | None,
-    origin_health: str,
+    **origin_options: Any,
 ) -> None:
     """Own a stack until SIGTERM/SIGINT (started by `stack up`)."""
-    topology = _topology(pops, tunnels, origin_command, origin_url, origin_health)
+    topology = _topology(pops, tunnels, _origin_of(origin_options))
     sys.exit(_supervise(state_dir, topology, seed, timeout, backend))
 
 

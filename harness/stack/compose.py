@@ -27,11 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from harness.compose import plan
 from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
 from harness.compose.owner import owner_labels, reap_orphaned_projects
+from harness.stack import compose_origin
 from harness.stack.base import StackError
 from harness.stack.layout import StackLayout
 from harness.stack.layout import address as _addr
@@ -39,6 +41,7 @@ from harness.stack.ports import free_port
 from harness.stack.process import outlast_argv
 from harness.stack.readiness import wait_http
 from harness.stack.topology import Topology, TunnelSpec
+from harness.stack.user_origin import fill
 from reference.files import atomic_write
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -117,6 +120,8 @@ class ComposeStack(StackLayout):
         self.running: dict[str, bool] = {}
         self._client: Any = None
         self._compose_started = False
+        #: The image built for a ``stack.origin.build`` context (removed by ``down``).
+        self._built_origin_image: str | None = None
 
     @staticmethod
     def _check_topology(topology: Topology) -> None:
@@ -130,12 +135,10 @@ class ComposeStack(StackLayout):
                 "the compose backend runs exactly one named tunnel (one connector service, plus "
                 "one per extra replica); use the local backend for several or legacy tunnels"
             )
-        if topology.origin is not None:
-            raise StackError(
-                "stack.origin (the user's service) is not supported by the compose backend yet: "
-                "it runs the reference echo origin image only; use the local backend "
-                "(--backend local) for your own service"
-            )
+        user = topology.origin
+        problem = user.backend_problem("compose") if user is not None else None
+        if problem is not None:
+            raise StackError(problem)
 
     # ----------------------------------------------------------------- paths and endpoints
 
@@ -190,8 +193,8 @@ class ComposeStack(StackLayout):
             "edge_ca": str(self.edge_ca_file),
             # The broker is on an internal network only: this is its in-project address.
             "broker": f"broker:{plan.BROKER_PORT}",
-            "origin_url": f"http://{_addr(self.ports['origin'])}",
-            "origin": {"kind": "reference", "url": f"http://{_addr(self.ports['origin'])}"},
+            "origin_url": self.origin_url,
+            "origin": self.origin_info(),
             # Copies of each client's broker credentials (the broker is TLS-only, with users).
             "broker_credentials": {name: str(p) for name, p in self.broker_credentials.items()},
             "broker_ca": str(self.broker_ca_file),
@@ -256,6 +259,32 @@ class ComposeStack(StackLayout):
             "connector": {"kind": "reference", "version": None},
         }
 
+    @property
+    def origin_url(self) -> str | None:
+        """The reference origin's published address; ``None`` for the user's container, which
+        is reachable only inside the project (see :meth:`origin_info`)."""
+        if self.topology.origin is not None:
+            return None
+        return f"http://{_addr(self.ports['origin'])}"
+
+    def origin_info(self) -> dict[str, Any]:
+        """``stack.json``'s ``origin``: which origin runs, and how the connector reaches it."""
+        user = self.topology.origin
+        if user is None:
+            return {"kind": "reference", "url": self.origin_url}
+        info: dict[str, Any] = {
+            "kind": user.kind,
+            "url": None,
+            "service_url": f"http://origin:{user.container_port}",
+            "health": user.health,
+            "image": user.image or self._built_origin_image,
+        }
+        if user.build is not None:
+            info["build"] = user.build
+        if user.command is not None:
+            info["command"] = fill(user.command, user.container_port)
+        return info
+
     # ----------------------------------------------------------------- lifecycle
 
     def _offline(self) -> bool:
@@ -318,7 +347,12 @@ class ComposeStack(StackLayout):
         """``compose.run.yaml``: this run's connector command (extra connector arguments), the
         anycast front's convergence, seed and regions, and a service per extra replica."""
         topo = self.topology
-        command = plan.connector_command(self.tunnel.name, extra=self.connector_args)
+        user = topo.origin
+        command = plan.connector_command(
+            self.tunnel.name,
+            extra=self.connector_args,
+            origin_port=user.container_port if user is not None else plan.ORIGIN_PORT,
+        )
         anycast = plan.anycast_command(
             convergence=topo.convergence,
             seed=self.seed,
@@ -330,6 +364,13 @@ class ComposeStack(StackLayout):
         services: dict[str, Any] = {name: {"labels": labels} for name in _compose_file_services()}
         services["connector"]["command"] = command
         services[plan.ANYCAST_SERVICE]["command"] = anycast
+        if user is not None:
+            image = user.image or self._built_origin_image
+            assert image is not None
+            services["origin"] = {**compose_origin.origin_service(user, image), "labels": labels}
+            # The user's image may have no health command: the connector waits for it to start,
+            # the harness for its health path through every PoP (wait_serving).
+            services["connector"]["depends_on"] = {"origin": {"condition": "service_started"}}
         volumes: dict[str, Any] = {}
         networks: dict[str, Any] = {}
         if len(self.tunnel.connectors) > 1:
@@ -344,7 +385,7 @@ class ComposeStack(StackLayout):
         if volumes:
             override["volumes"] = volumes
             override["networks"] = networks
-        atomic_write(self.state_dir / "compose.run.yaml", json.dumps(override, indent=2).encode())
+        atomic_write(self.state_dir / "compose.run.yaml", compose_origin.dump_override(override))
 
     def _replica_service(
         self, base: dict[str, Any], component: str, replica: int, command: list[str]
@@ -363,6 +404,8 @@ class ComposeStack(StackLayout):
             f"pub-{plan.connector_service(replica)}" if network == "pub-connector" else network
             for network in base["networks"]
         ]
+        if self.topology.origin is not None:
+            spec["depends_on"] = {**spec["depends_on"], "origin": {"condition": "service_started"}}
         if self._offline():
             spec.pop("build", None)
             spec["image"] = OFFLINE_IMAGE_REFERENCE
@@ -388,8 +431,9 @@ class ComposeStack(StackLayout):
         self.reaped_projects = await asyncio.to_thread(reap_orphaned_projects, self._docker())
         self._allocate_ports()
         await asyncio.to_thread(self._offline)  # decide once, before the first compose call
+        self._compose_started = True  # from here on, down() cleans up (a built image too)
+        await asyncio.to_thread(self._prepare_origin_image)
         self._write_run_override()
-        self._compose_started = True
         try:
             await run_compose(
                 self._compose_args("up", "--detach", "--no-color", "--quiet-pull"),
@@ -404,6 +448,20 @@ class ComposeStack(StackLayout):
         await self._login_on_host()
         await self.wait_serving()
 
+    def _prepare_origin_image(self) -> None:
+        """The user's image: present (offline), or built from ``stack.origin.build``."""
+        user = self.topology.origin
+        if user is None:
+            return
+        offline = self._offline()
+        if user.image is not None:
+            compose_origin.check_image_present(self._docker(), user.image, offline)
+            return
+        context = compose_origin.build_context(user, Path.cwd())
+        tag = compose_origin.image_tag(self.project)
+        self._built_origin_image = tag
+        compose_origin.build_image(self._docker(), context, tag, offline=offline)
+
     async def wait_serving(
         self, tunnel: TunnelSpec | None = None, timeout: float | None = None
     ) -> None:
@@ -414,8 +472,64 @@ class ComposeStack(StackLayout):
         timeout = timeout or self.ready_timeout
         for component in self.tunnel.connectors:
             await wait_http(f"{self.connector_metrics_url(component)}/ready", timeout=timeout)
+        if self.topology.origin is not None:
+            await self._wait_user_origin(timeout)
+            return
         for url in [*(self.visitor_url(pop) for pop in self.topology.pops), self.anycast_url]:
             await wait_http(f"{url}/", timeout=timeout, headers={"Host": self.tunnel.hostname})
+
+    async def _wait_user_origin(self, timeout: float) -> None:
+        """Until the user's service answers its health path below 500 through every PoP and
+        the anycast entry (edge errors are 5xx). A container that exits, or never answers, is a
+        :class:`StackError` naming the image or build context and its last output lines."""
+        user = self.topology.origin
+        assert user is not None
+        what = f"origin {user.kind} {user.image or user.build!r}"
+        if user.command is not None:
+            what += f" (command {user.command!r})"
+        urls = [*(self.visitor_url(pop) for pop in self.topology.pops), self.anycast_url]
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            while urls:
+                status = await self.container_status("origin")
+                if status in ("exited", "dead"):
+                    code = await asyncio.to_thread(self._exit_code, "origin")
+                    raise StackError(
+                        f"{what} exited with code {code}; last output:\n"
+                        f"{await self._origin_log_tail()}"
+                    )
+                try:
+                    answer = await client.get(
+                        urls[0] + user.health, headers={"Host": self.tunnel.hostname}
+                    )
+                    if answer.status_code < 500:
+                        urls.pop(0)
+                        continue
+                    last = f"status {answer.status_code}: {answer.text[:200]}"
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"{what} did not answer {user.health} below 500 through {urls[0]} within "
+                        f"{timeout:g} s (last: {last}); last output:\n"
+                        f"{await self._origin_log_tail()}"
+                    )
+                await asyncio.sleep(0.2)
+
+    def _exit_code(self, service: str) -> object:
+        container = self._container(service)
+        container.reload()
+        return container.attrs.get("State", {}).get("ExitCode")
+
+    async def _origin_log_tail(self, lines: int = 15) -> str:
+        """The last lines of the origin container's output (for a failed start)."""
+        try:
+            container = await asyncio.to_thread(self._container, "origin")
+            raw = await asyncio.to_thread(container.logs, tail=lines)
+        except Exception as exc:  # the error being reported matters more
+            return f"(could not read the origin's log: {exc})"
+        return bytes(raw).decode(errors="replace").strip() or "(none)"
 
     def _container(self, service: str) -> Any:
         found = self._docker().containers.list(
@@ -512,6 +626,11 @@ class ComposeStack(StackLayout):
             ) from None
         self._compose_started = False
         self.running = {}
+        if self._built_origin_image is not None:
+            with contextlib.suppress(Exception):  # a stale per-run tag is harmless
+                await asyncio.to_thread(
+                    compose_origin.remove_image, self._docker(), self._built_origin_image
+                )
         if any(left.values()):
             raise StackError(f"compose project {self.project} left {left} behind (down: {error})")
 

@@ -72,6 +72,10 @@ class LocalStack(StackLayout):
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.topology = topology or Topology()
+        user = self.topology.origin
+        problem = user.backend_problem("local") if user is not None else None
+        if problem is not None:
+            raise StackError(problem)
         self.seed = seed
         self.broker_implementation = broker_implementation
         choice = (

@@ -157,6 +157,22 @@ class EdgeMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.tunnel_digests = Counter(
+            "outlast_edge_tunnel_digests",
+            "HTTP response bodies relayed from a tunnel, by the tunnel digest's verdict "
+            "(verified; absent: the connector sent none, e.g. cloudflared's transport; "
+            "reference/wire/body_digest.py)",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("verified", "absent"):
+            self.tunnel_digests.labels(result=result).inc(0)
+        self.tunnel_digest_mismatches = Counter(
+            "outlast_edge_tunnel_digest_mismatches",
+            "HTTP response bodies whose bytes did not match the connector's SHA-256 of them; "
+            "the visitor's response was aborted (never shown as complete)",
+            registry=self.registry,
+        )
         self.registry.register(_LiveStateCollector(self))
 
     def render(self) -> bytes:

@@ -57,6 +57,7 @@ from reference.edge.visitor_errors import (
 from reference.http_limits import SlowClientLimits
 from reference.logs import log_event
 from reference.wire import (
+    BodyDigestMismatch,
     EdgeStream,
     EdgeTunnel,
     Headers,
@@ -452,12 +453,45 @@ class VisitorProxy:
         response.headers[TUNNEL_POP_HEADER] = self.pop
         response.headers[CONNECTION_HEADER] = connection.connection_id
         response.headers[TUNNEL_ID_HEADER] = connection.tunnel_id
+        # With a Content-Length the visitor takes the body as complete at its last byte: hold
+        # one byte back until the tunnel digest is verified (an aborted response then stays
+        # short). Without one (chunked), an abort leaves out the terminating chunk.
+        length = next((v for n, v in headers if n.lower() == "content-length"), None)
+        hold_back = length is not None and request.method != "HEAD"
         try:
+            if hold_back and length is not None and length.strip() == "0":
+                await stream.read_body_chunk()  # the verdict before the head says "complete"
             await response.prepare(request)
             if request.method != "HEAD":
+                held = b""
                 while chunk := await stream.read_body_chunk():
-                    await response.write(chunk)
+                    if hold_back:
+                        chunk, held = held + chunk[:-1], chunk[-1:]
+                    if chunk:
+                        await response.write(chunk)
+                if held:
+                    await response.write(held)
+                self._count_digest(stream)
             await response.write_eof()
+        except BodyDigestMismatch as exc:
+            self.metrics.tunnel_digest_mismatches.inc()
+            log_event(
+                logger,
+                "response body does not match the tunnel digest; aborting the visitor connection",
+                logging.ERROR,
+                connection_id=connection.connection_id,
+                tunnel_id=connection.tunnel_id,
+                method=request.method,
+                path=request.path,
+                error=str(exc),
+            )
+            if not response.prepared:  # nothing sent yet: an error instead of a body
+                return self._error(
+                    TUNNEL_CONNECTION_FAILED,
+                    f"tunnel {connection.tunnel_id}: the response was corrupted in the tunnel",
+                )
+            if request.transport is not None:
+                request.transport.abort()
         except WireError as exc:
             log_event(
                 logger,
@@ -479,6 +513,11 @@ class VisitorProxy:
             if not stream.finished:
                 stream.reset()
         return response
+
+    def _count_digest(self, stream: EdgeStream) -> None:
+        """The verdict on a body relayed in full (a mismatch raised before this)."""
+        if stream.body_digest in ("verified", "absent"):
+            self.metrics.tunnel_digests.labels(result=stream.body_digest).inc()
 
     async def _relay_websocket(
         self,

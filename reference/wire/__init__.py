@@ -37,6 +37,7 @@ Connector usage::
     await tunnel.unregister(); await tunnel.drain(grace); await tunnel.close()
 """
 
+from reference.wire.body_digest import DIGEST_TRAILER, BodyDigest
 from reference.wire.channel import SEND_HIGH_WATER, StreamChannel
 from reference.wire.connector import (
     BuildRegistration,
@@ -48,6 +49,7 @@ from reference.wire.connector import (
 from reference.wire.core import ConnectorProtocol, EdgeProtocol, TunnelProtocol
 from reference.wire.edge import Authenticate, EdgeStream, EdgeTunnel, accept_tunnel
 from reference.wire.errors import (
+    BodyDigestMismatch,
     DialError,
     HandshakeFailed,
     RegistrationRefused,
@@ -74,9 +76,12 @@ from reference.wire.messages import (
 )
 
 __all__ = [
+    "DIGEST_TRAILER",
     "PROTOCOL_VERSION",
     "SEND_HIGH_WATER",
     "Authenticate",
+    "BodyDigest",
+    "BodyDigestMismatch",
     "BuildRegistration",
     "ConnectorProtocol",
     "ConnectorStream",

@@ -6,7 +6,8 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
-from reference.wire.errors import StreamReset, TunnelClosed, WireError
+from reference.wire.body_digest import Verdict
+from reference.wire.errors import BodyDigestMismatch, StreamReset, TunnelClosed, WireError
 from reference.wire.messages import WsMessage
 
 #: ``send_body``/``send_ws`` wait while more than this many bytes of the stream are queued
@@ -24,7 +25,7 @@ class ChannelOwner(Protocol):
     def _pending_outbound(self, stream_id: int) -> int: ...
 
 
-# ("body", bytes, flow) | ("ws", WsMessage, flow) | ("end", None, 0)
+# ("body", bytes, flow) | ("ws", WsMessage, flow) | ("end", WireError | None, 0)
 _Item = tuple[str, object, int]
 
 
@@ -44,6 +45,8 @@ class StreamChannel:
         self._remote_ended = False
         self._eof = False
         self._sent_end = False
+        #: The tunnel digest's verdict on the peer's body, once it ended (edge, HTTP response).
+        self.body_digest: Verdict | None = None
 
     # --- fed by the connection ---------------------------------------------------------------
 
@@ -55,9 +58,17 @@ class StreamChannel:
         self._inbox.append(("ws", message, flow_length))
         self._readable.set()
 
-    def feed_end(self) -> None:
+    def feed_end(self, body_digest: Verdict | None = None) -> None:
+        """The peer's side ended; a digest ``mismatch`` makes the end a BodyDigestMismatch."""
         self._remote_ended = True
-        self._inbox.append(("end", None, 0))
+        self.body_digest = body_digest
+        error = None
+        if body_digest == "mismatch":
+            error = BodyDigestMismatch(
+                "the response body does not match the connector's SHA-256 of it "
+                "(corrupted in the tunnel)"
+            )
+        self._inbox.append(("end", error, 0))
         self._readable.set()
 
     def fail(self, error: WireError) -> None:
@@ -93,6 +104,8 @@ class StreamChannel:
         while True:
             kind, value, flow = await self._next_item()
             if kind == "end":
+                if isinstance(value, WireError):
+                    raise value
                 return b""
             self._owner._acknowledge(self.stream_id, flow)
             if kind == "body":

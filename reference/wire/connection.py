@@ -171,7 +171,7 @@ class TunnelConnection:
         elif isinstance(event, ev.StreamEnded):
             channel = self._channels.get(event.stream_id)
             if channel is not None:
-                channel.feed_end()
+                channel.feed_end(event.body_digest)
                 self._forget_if_finished(event.stream_id)
         elif isinstance(event, ev.StreamWasReset):
             channel = self._channels.pop(event.stream_id, None)

@@ -28,6 +28,7 @@ import hpack.exceptions
 import hyperframe.exceptions
 
 from reference.wire import events as ev
+from reference.wire.body_digest import BodyDigest
 from reference.wire.errors import StreamFailedBeforeResponse, TunnelClosed, WireProtocolError
 from reference.wire.framing import (
     KIND_CONTROL,
@@ -125,6 +126,10 @@ class _Stream:
     end_pending: bool = False
     local_closed: bool = False
     remote_closed: bool = False
+    #: Connector side: digest of the response body sent (ends the stream as a trailer).
+    sent_digest: BodyDigest | None = None
+    #: Edge side: digest of the response body received, checked against the trailer.
+    received_digest: BodyDigest | None = None
 
 
 class TunnelProtocol:
@@ -246,6 +251,8 @@ class TunnelProtocol:
         """Queue body bytes; they go out as the peer's flow-control windows allow."""
         stream = self._writable(stream_id)
         stream.outbound += data
+        if stream.sent_digest is not None:
+            stream.sent_digest.update(data)
         if end_stream:
             stream.end_pending = True
         self._flush()
@@ -347,7 +354,12 @@ class TunnelProtocol:
             if stream.end_pending and not stream.outbound and not stream.local_closed:
                 stream.local_closed = True
                 try:
-                    self._conn.end_stream(stream_id)
+                    if stream.sent_digest is not None:
+                        self._conn.send_headers(
+                            stream_id, stream.sent_digest.trailer(), end_stream=True
+                        )
+                    else:
+                        self._conn.end_stream(stream_id)
                 except _H2_ERRORS:
                     pass
                 self._maybe_forget(stream_id)
@@ -370,6 +382,9 @@ class TunnelProtocol:
             return self._on_response(event.stream_id, event.headers or [])
         if isinstance(event, h2.events.DataReceived):
             return self._on_data(event.stream_id, event.data or b"", event.flow_controlled_length)
+        if isinstance(event, h2.events.TrailersReceived):
+            self._on_trailers(event.stream_id, event.headers or [])
+            return []
         if isinstance(event, h2.events.StreamEnded):
             return self._on_stream_ended(event.stream_id)
         if isinstance(event, h2.events.StreamReset):
@@ -386,7 +401,7 @@ class TunnelProtocol:
         if isinstance(event, h2.events.PushedStreamReceived):
             raise WireProtocolError("server push is not part of the tunnel protocol")
         # WindowUpdated, RemoteSettingsChanged (flush follows), PingReceived (h2 answers it),
-        # SettingsAcknowledged, TrailersReceived, PriorityUpdated, informational responses,
+        # SettingsAcknowledged, PriorityUpdated, informational responses,
         # unknown frames: nothing to report.
         return []
 
@@ -404,6 +419,8 @@ class TunnelProtocol:
             if not data:
                 self.acknowledge(stream_id, flow_length)
                 return []
+            if stream.received_digest is not None:
+                stream.received_digest.update(data)
             return [ev.BodyReceived(stream_id, data, flow_length)]
         # Framed messages: padding is acknowledged now, message bytes once consumed.
         self.acknowledge(stream_id, flow_length - len(data))
@@ -440,7 +457,15 @@ class TunnelProtocol:
             raise WireProtocolError("the peer closed the control stream")
         stream.remote_closed = True
         self._maybe_forget(stream_id)
-        return [ev.StreamEnded(stream_id)]
+        digest = stream.received_digest
+        return [ev.StreamEnded(stream_id, digest.verdict() if digest is not None else None)]
+
+    def _on_trailers(self, stream_id: int, raw: list[Any]) -> None:
+        """Trailers end a body: the connector's digest of it, on an HTTP response stream."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.received_digest is not None:
+            _, trailers = _split_headers(raw)
+            stream.received_digest.claim(trailers)
 
     def _on_stream_reset(self, stream_id: int, error_code: int) -> list[ev.WireEvent]:
         stream = self._streams.pop(stream_id, None)
@@ -661,6 +686,7 @@ class EdgeProtocol(TunnelProtocol):
             return [ev.ResponseStarted(stream_id, 101, headers)]
         if stream.kind == "websocket":
             stream.kind = "http"  # upgrade declined: an ordinary response with a body follows
+        stream.received_digest = BodyDigest()
         return [ev.ResponseStarted(stream_id, status, headers)]
 
     def _eof_reason(self) -> str:
@@ -728,6 +754,8 @@ class ConnectorProtocol(TunnelProtocol):
         if not 200 <= status <= 999:
             raise ValueError(f"status {status} cannot be sent (use accept_websocket for 101)")
         self._send_response_headers(stream_id, status, end_to_end_headers(headers), end_stream)
+        if not end_stream:  # the body that follows ends with its digest (body_digest.py)
+            self._streams[stream_id].sent_digest = BodyDigest()
 
     def accept_websocket(self, stream_id: int, headers: Headers) -> None:
         """Accept a WebSocket stream (the edge sees status 101); messages may follow."""

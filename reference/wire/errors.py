@@ -55,3 +55,9 @@ class StreamFailedBeforeResponse(StreamError):
 
 class StreamReset(StreamError):
     """The stream was reset (or its connection lost) after the response had started."""
+
+
+class BodyDigestMismatch(StreamReset):
+    """The response body received does not match the connector's digest of what it sent
+    (``reference.wire.body_digest``): it was corrupted in the tunnel and must not reach the
+    visitor as complete."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reference.wire.body_digest import Verdict
 from reference.wire.messages import (
     Disconnect,
     Headers,
@@ -100,9 +101,11 @@ class WsMessageReceived(WireEvent):
 
 @dataclass(frozen=True)
 class StreamEnded(WireEvent):
-    """The peer finished sending on this stream (END_STREAM)."""
+    """The peer finished sending on this stream (END_STREAM). Edge side, HTTP response:
+    ``body_digest`` is the tunnel digest's verdict (``reference.wire.body_digest``)."""
 
     stream_id: int
+    body_digest: Verdict | None = None
 
 
 @dataclass(frozen=True)

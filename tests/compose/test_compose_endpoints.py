@@ -3,16 +3,21 @@ anycast front and the replicas (no engine: neither stack is started)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.compose import plan
+from harness.compose.engine import EngineError, compose_command
 from harness.stack.compose import ComposeStack
 from harness.stack.local import LocalStack
 from harness.stack.topology import Region, Topology, TunnelSpec
+from harness.stack.user_origin import UserOrigin
 
 #: Keys only the Compose backend has (which project, which images, which container).
 COMPOSE_ONLY = {"project", "offline", "service", "container"}
@@ -73,7 +78,7 @@ def test_run_override_sets_the_anycast_command_and_renders_each_replica(tmp_path
     compose.seed = 7
     compose.state_dir.mkdir(parents=True)
     compose._write_run_override()
-    override = json.loads((compose.state_dir / "compose.run.yaml").read_text())
+    override = yaml.safe_load((compose.state_dir / "compose.run.yaml").read_text())
     services = override["services"]
     assert services["anycast"]["command"] == plan.anycast_command(2.5, 7, ("eu=fra,ams:2",))
     replica = services["connector-2"]
@@ -87,3 +92,51 @@ def test_run_override_sets_the_anycast_command_and_renders_each_replica(tmp_path
     assert replica["depends_on"]["bootstrap"] == {"condition": "service_completed_successfully"}
     assert override["volumes"] == {"connector-state-2": {}}
     assert override["networks"] == {"pub-connector-2": {}}
+
+
+def test_a_user_image_replaces_the_origin_service_inside_the_project_only(tmp_path: Path) -> None:
+    """The merged configuration (Compose's own ``config``, no engine needed): the user's image,
+    its command, no published port, the connector's network only, the connector's --url."""
+    try:
+        binary = compose_command()
+    except EngineError as exc:
+        pytest.skip(str(exc))
+    origin = UserOrigin(image="example/shop:1.2", command="serve --port {port}", port=9000)
+    topology = dataclasses.replace(
+        Topology(tunnels=(TunnelSpec("web", "app.example.com", replicas=2),)), origin=origin
+    )
+    compose = ComposeStack(tmp_path / "compose", topology, offline=True)
+    compose._allocate_ports()
+    compose.state_dir.mkdir(parents=True)
+    compose._write_run_override()
+    done = subprocess.run(
+        [*binary, *compose._compose_args("config", "--format", "json")],
+        env=compose._environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    service = services["origin"]
+    assert service["image"] == "example/shop:1.2" and "build" not in service
+    assert service["command"] == ["/bin/sh", "-c", "serve --port 9000"]
+    assert not service.get("ports") and list(service["networks"]) == ["net-origin"]
+    assert service["healthcheck"]["disable"] is True
+    for connector in ("connector", "connector-2"):
+        command = services[connector]["command"]
+        assert command[command.index("--url") + 1] == "http://origin:9000"
+        assert services[connector]["depends_on"]["origin"]["condition"] == "service_started"
+    # No other service shares a network with the origin: only the connectors reach it.
+    sharing = [n for n, s in services.items() if "net-origin" in (s.get("networks") or {})]
+    assert sorted(sharing) == ["connector", "connector-2", "origin"]
+    info = compose.endpoints()["origin"]
+    assert info == {
+        "kind": "image",
+        "url": None,
+        "service_url": "http://origin:9000",
+        "health": "/",
+        "image": "example/shop:1.2",
+        "command": "serve --port 9000",
+    }

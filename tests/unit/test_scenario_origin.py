@@ -56,7 +56,7 @@ def test_errors_name_line_and_field() -> None:
     text = text.replace('send: "ping"', 'send: "ping", method: GET')
     assert issues(text) == [
         'x.yaml:5: stack.origin.helth: unknown field (did you mean "health"? allowed: command, '
-        "health, url, ingress, ready_timeout)",
+        "health, url, ingress, ready_timeout, image, build, port)",
         'x.yaml:10: traffic.requests[1].path: path "api/items" must start with "/"',
         'x.yaml:11: traffic.requests[2].method: "method" is for HTTP requests (a WebSocket one '
         "has ws, send, expect)",
@@ -112,10 +112,53 @@ def test_one_source_only() -> None:
         UserOrigin(url="http://127.0.0.1:1", health="health")
 
 
-def test_the_compose_backend_refuses_a_user_origin(tmp_path: Path) -> None:
+def test_each_backend_refuses_the_other_ones_origin(tmp_path: Path) -> None:
     from harness.stack.base import StackError
     from harness.stack.compose import ComposeStack
+    from harness.stack.local import LocalStack
 
     topology = parse_scenario(GOOD).stack.topology()
-    with pytest.raises(StackError, match=r"stack\.origin .* not supported by the compose backend"):
+    with pytest.raises(StackError, match=r"stack\.origin\.command runs on the host: .*image"):
         ComposeStack(tmp_path, topology)
+    image = GOOD.replace('command: "python3 -m http.server {port} --bind 127.0.0.1"',
+                         "image: nginx:1.27\n    port: 80")
+    topology = parse_scenario(image).stack.topology()
+    assert topology.origin is not None and topology.origin.kind == "image"
+    assert "origin" in topology.components  # a fault may target the container
+    with pytest.raises(StackError, match=r"stack\.origin\.image .* needs the compose backend"):
+        LocalStack(tmp_path, topology)
+
+
+@pytest.mark.parametrize(
+    ("origin", "message"),
+    [
+        ("image: a\n    build: b", 'stack.origin.build: give either "image" or "build", not both'),
+        ("image: a\n    url: http://x", 'stack.origin.url: give either "image" or "url", not both'),
+        ("build: ' '", "stack.origin.build: build is empty"),
+        ("image: a\n    port: 70000", "stack.origin.port: port 70000 is not a TCP port (1-65535)"),
+        ("url: http://127.0.0.1:1\n    port: 80", 'stack.origin.port: "port" is for a container'),
+        ("image: a\n    ingress: [{service: 'http_status:404'}]", 'origin.ingress: "ingress"'),
+    ],
+)
+def test_container_origin_errors_name_the_field(origin: str, message: str) -> None:
+    text = GOOD.replace('command: "python3 -m http.server {port} --bind 127.0.0.1"', origin)
+    found = issues(text)
+    assert len(found) == 1 and message in found[0], found
+
+
+def test_stack_up_refuses_an_origin_its_backend_cannot_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.stack.cli import stack_group
+
+    runner = CliRunner()
+    state = ["--state-dir", str(tmp_path)]
+    local = runner.invoke(stack_group, ["up", *state, "--origin-image", "shop:1"])
+    assert local.exit_code == 2 and "needs the compose backend" in local.output
+    compose = ["up", *state, "--backend", "compose", "--origin-command", "serve"]
+    refused = runner.invoke(stack_group, compose)
+    assert refused.exit_code == 2 and "stack.origin.command runs on the host" in refused.output
+    port = ["up", *state, "--backend", "compose", "--origin-build", ".", "--origin-port", "0"]
+    bad = runner.invoke(stack_group, port)
+    assert bad.exit_code == 2 and "port 0 is not a TCP port" in bad.output
+    assert not (tmp_path / "stack.json").exists()  # nothing was started

@@ -129,6 +129,6 @@ async def test_integrity_checks_say_when_they_could_not_check(tmp_path: Path) ->
     assert {op.phase for op in history.ops()} == {"ok"}
     corruption = run_check(history, "no_corruption")
     assert corruption.passed is None and corruption.detail.startswith("not applicable")
-    assert "tunnel protocol has none" in corruption.detail
+    assert "the edges verified no body by the tunnel digest" in corruption.detail
     routing = run_check(history, "no_misroute")
     assert routing.passed is None and routing.detail.startswith("not applicable")
