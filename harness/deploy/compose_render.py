@@ -50,7 +50,9 @@ def _health(service: Service) -> list[str] | None:
             "CMD",
             "mosquitto_sub",
             "-h",
-            "127.0.0.1",
+            "localhost",  # the name in the broker's TLS certificate
+            "-p",
+            "1883",
             "-t",
             "$$SYS/broker/uptime",
             "-C",

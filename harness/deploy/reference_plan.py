@@ -79,6 +79,11 @@ def _pki(name: str, target: str, secret: bool = False) -> FileMount:
     return FileMount(name, f"{shape.PKI_DIR}/{target}", secret, mode=0o400 if secret else 0o444)
 
 
+def _broker_client_mount(client: str) -> Mount:
+    """A broker client's own credentials and the broker CA (written by ``setup``), read-only."""
+    return Mount(shape.broker_client_volume(client), shape.BROKER_CLIENT_DIR, read_only=True)
+
+
 def _edge(pop: str, index: int) -> Service:
     return Service(
         name=f"edge-{pop}",
@@ -110,6 +115,7 @@ def _edge(pop: str, index: int) -> Service:
         mounts=(
             Mount(f"edge-{pop}-cache", shape.EDGE_CACHE_DIR),
             Mount("pki", shape.PKI_DIR, read_only=True),
+            _broker_client_mount(f"edge-{pop}"),
         ),
         files=(
             _pki(edge_cert(pop), f"edge-{pop}.pem"),
@@ -208,9 +214,19 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
                 shape.PKI_DIR,
                 "--signing-key",
                 f"{controlplane_dir}/{PRIVATE_KEY_FILE}",
+                "--broker-auth-dir",
+                shape.BROKER_AUTH_DIR,
             ),
             networks=("net-connector",),
-            mounts=(Mount("pki", shape.PKI_DIR), Mount("controlplane-data", controlplane_dir)),
+            mounts=(
+                Mount("pki", shape.PKI_DIR),
+                Mount("controlplane-data", controlplane_dir),
+                Mount("broker-auth-broker", f"{shape.BROKER_AUTH_DIR}/broker"),
+                *(
+                    Mount(shape.broker_client_volume(client), f"{shape.BROKER_AUTH_DIR}/{client}")
+                    for client in shape.broker_clients()
+                ),
+            ),
             depends_on=_ready(shape.FAULTPROXY_SERVICE),
             one_shot=True,
         ),
@@ -219,9 +235,18 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
             image="broker",
             command=("mosquitto", "-c", MOSQUITTO_CONF_TARGET),
             networks=("net-broker",),
-            mounts=(Mount("broker-data", "/mosquitto/data"),),
+            # Read-write: the image's entrypoint hands /mosquitto to the mosquitto user.
+            mounts=(
+                Mount("broker-data", "/mosquitto/data"),
+                Mount("broker-auth-broker", shape.BROKER_FILES_DIR),
+            ),
             files=(FileMount(MOSQUITTO_CONF, MOSQUITTO_CONF_TARGET, False, mode=0o444),),
             health=_health(f"tcp://127.0.0.1:{shape.BROKER_PORT}"),
+            depends_on=_ready("setup", condition="service_completed_successfully"),
+            # The health check's mosquitto_sub reads its user, password and CA from here.
+            environment=(
+                ("XDG_CONFIG_HOME", f"{shape.BROKER_FILES_DIR}/{shape.BROKER_HEALTH_USER}"),
+            ),
         ),
         Service(
             name="controlplane",
@@ -236,10 +261,14 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
                 f"0.0.0.0:{shape.CONTROLPLANE_PORT}",
                 "--broker",
                 shape.link("cp-broker").faultproxy_address,
+                *shape.broker_client_options(),
             ),
             networks=("pub-controlplane", "net-controlplane"),
             ports=(_port("api", shape.CONTROLPLANE_PORT, "OUTLAST_API_PORT", 18080),),
-            mounts=(Mount("controlplane-data", controlplane_dir),),
+            mounts=(
+                Mount("controlplane-data", controlplane_dir),
+                _broker_client_mount("controlplane"),
+            ),
             files=(
                 FileMount(ADMIN_TOKEN, shape.ADMIN_TOKEN_FILE, True),
                 FileMount(SIGNING_KEY, f"{controlplane_dir}/{PRIVATE_KEY_FILE}", True),
@@ -347,6 +376,8 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
         networks=networks,
         volumes=(
             "broker-data",
+            "broker-auth-broker",
+            *(shape.broker_client_volume(client) for client in shape.broker_clients()),
             "controlplane-data",
             *(f"edge-{pop}-cache" for pop in pops),
             "pki",
