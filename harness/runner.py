@@ -253,6 +253,8 @@ class ScenarioRun:
             rate=traffic.rate,
             mix=traffic.mix.model_dump(),
             body_size=traffic.body_size,
+            body_sizes=traffic.body_sizes,
+            response_sizes=traffic.response_sizes,
             timeout=float(traffic.timeout),
             seed=self.scenario.seed,
             requests=traffic.requests,

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from harness.journal import Journal
-from harness.probes.user_requests import UserTraffic, function_of
+from harness.probes.user_requests import TUNNEL_ID_HEADER, UserTraffic, function_of
 from harness.scenario.origin import UserRequest
 
 KINDS = ("get", "post", "ws")
@@ -61,6 +61,8 @@ class VisitorProbe:
         rate: float,
         mix: Mapping[str, float],
         body_size: int = 1024,
+        body_sizes: Sequence[int] = (),
+        response_sizes: Sequence[int] = (),
         timeout: float = 5.0,
         seed: int = 0,
         max_in_flight: int = 200,
@@ -76,6 +78,9 @@ class VisitorProbe:
         self.kinds = [k for k, w in zip(KINDS, weights, strict=True) if w > 0] or ["get"]
         self.weights = [w for w in weights if w > 0] or [1.0]
         self.body_size = body_size
+        self.body_sizes = tuple(body_sizes)
+        # None: the JSON echo; a size: a body of that many bytes from the origin (?size=N).
+        self.get_sizes: tuple[int | None, ...] = (None, *response_sizes)
         self.timeout = timeout
         self.random = random.Random(seed)
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -99,7 +104,7 @@ class VisitorProbe:
                 user = self.user.draw() if self.user else None
                 if user is None:
                     kind = self.random.choices(self.kinds, self.weights)[0]
-                    body = self.random.randbytes(self.body_size) if kind != "get" else b""
+                    body = self.random.randbytes(self._body_size(kind))
                     function = FUNCTION[kind]
                 else:
                     kind, body, function = "user", (user.body or "").encode(), function_of(user)
@@ -123,6 +128,15 @@ class VisitorProbe:
                         pass
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=self.timeout + 2)
+
+    def _body_size(self, kind: str) -> int:
+        """Bytes to send: none for a GET; a POST draws from ``body_sizes`` when given; a
+        WebSocket message is ``body_size`` (an edge refuses messages above 1 MiB)."""
+        if kind == "get":
+            return 0
+        if kind == "post" and self.body_sizes:
+            return self.random.choice(self.body_sizes)
+        return self.body_size
 
     def _invoke(self, entry: str, target: VisitorTarget) -> dict[str, Any]:
         invoke: dict[str, Any] = {
@@ -184,12 +198,19 @@ class VisitorProbe:
         url = f"{self.entries[entry]}/probe/{invoke['request_id']}"
         headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
         method = "GET" if kind == "get" else "POST"
+        size = self.random.choice(self.get_sizes) if kind == "get" else None
+        if size is not None:
+            url += f"?size={size}"
+            invoke["response_size"] = size
         async with session.request(method, url, data=body or None, headers=headers) as response:
             payload = await response.read()
             value: dict[str, Any] = {"status": response.status, **served_by(response.headers)}
             if response.status != 200:
                 value.update(edge_error(payload))
                 return "fail", value, f"HTTP {response.status}: {payload[:200]!r}"
+            if size is not None:
+                value.update(self._judge_sized(response.headers, payload, size, invoke, target))
+                return _verdict(value, target)
             try:
                 echo = json.loads(payload)
             except ValueError:
@@ -211,6 +232,30 @@ class VisitorProbe:
             "served_tunnel": served,
             "request_id_echo_ok": echo.get("request_id") == invoke["request_id"],
             "digest_ok": echo.get("body_sha256") == hashlib.sha256(body).hexdigest(),
+        }
+
+    def _judge_sized(
+        self,
+        headers: Mapping[str, str],
+        payload: bytes,
+        size: int,
+        invoke: Mapping[str, Any],
+        target: VisitorTarget,
+    ) -> dict[str, Any]:
+        """What a sized answer's headers and body say: the tunnel that carried it (the edge's
+        ``X-Outlast-Tunnel-Id``), the request id echo and the body's length and SHA-256 against
+        the origin's ``X-Response-Sha256``."""
+        served_id = headers.get(TUNNEL_ID_HEADER)
+        served = target.tunnel if served_id == target.tunnel_id else (served_id or "unknown")
+        expected = headers.get("X-Response-Sha256")
+        return {
+            "origin": headers.get("X-Origin-Name"),
+            "served_tunnel": served,
+            "request_id_echo_ok": headers.get("X-Request-Id") == invoke["request_id"],
+            "digest_ok": expected is not None
+            and len(payload) == size
+            and hashlib.sha256(payload).hexdigest() == expected,
+            "response_size": len(payload),
         }
 
     async def _user(

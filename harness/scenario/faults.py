@@ -89,6 +89,11 @@ class BlackholeParams(FaultParams):
     """``link_blackhole``: data is accepted and never delivered (Toxiproxy ``timeout`` 0)."""
 
     stream: Stream = "both"
+    close: Literal["pass", "hold"] = Field(
+        default="pass",
+        description="pass: a peer's close still crosses the hole (Toxiproxy's timeout toxic); "
+        "hold: it is held back too (a slow_close toxic), as in a cut cable",
+    )
 
 
 class KillParams(FaultParams):

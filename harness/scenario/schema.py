@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -255,6 +255,15 @@ class TrafficSpec(StrictModel):
     rate: float = Field(default=10.0, gt=0, le=1000, description="visitor requests per second")
     mix: TrafficMix = TrafficMix()
     body_size: int = Field(default=1024, ge=0, le=16 * 1024 * 1024, description="POST/WS bytes")
+    body_sizes: tuple[Annotated[int, Field(ge=0, le=16 * 1024 * 1024)], ...] = Field(
+        default=(),
+        description="POST bytes drawn from these sizes for each request (instead of body_size)",
+    )
+    response_sizes: tuple[Annotated[int, Field(ge=0, le=16 * 1024 * 1024)], ...] = Field(
+        default=(),
+        description="GETs also ask the echo origin for a body of one of these sizes (?size=N) "
+        "and check its SHA-256",
+    )
     hostnames: tuple[str, ...] | None = Field(
         default=None, description="hostnames visitors ask for (default: every tunnel's)"
     )
