@@ -102,6 +102,11 @@ class KillParams(FaultParams):
 
 class RestartParams(FaultParams):
     graceful: bool = True
+    fresh: bool = Field(
+        default=False,
+        description="(an edge) start without its on-disk configuration cache, as a PoP "
+        "installed anew: it knows only what the broker's retained messages tell it",
+    )
 
 
 @dataclass(frozen=True)
