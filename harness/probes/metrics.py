@@ -1,7 +1,7 @@
 """Metrics scrapes of connectors, edges and the control plane, as journal samples.
 
 Samples carry only what checks read (see ``harness/checks/samples.py``):
-* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}}``
+* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}, dial_failures}``
 * edge: ``{pop, connections: {tunnel_id: n}}``
 * controlplane: ``{requests: {"METHOD route": cumulative count}}``
 """
@@ -21,8 +21,10 @@ from harness.journal.records import SampleKind
 
 
 def parse_connector(text: str, tunnel: str) -> dict[str, Any]:
-    """HA connection count and the PoP of each registered connection."""
+    """HA connection count, the PoP of each registered connection, and the cumulative count of
+    failed dials (``register_fail{reason="dial_error"}``)."""
     ha = 0
+    dial_failures = 0
     locations: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -31,7 +33,17 @@ def parse_connector(text: str, tunnel: str) -> dict[str, Any]:
             elif sample.name.endswith("server_locations") and sample.value > 0:
                 conn = sample.labels.get("connection_id", str(len(locations)))
                 locations[conn] = sample.labels.get("edge_location", "")
-    return {"tunnel": tunnel, "ha_connections": ha, "locations": locations}
+            elif (
+                sample.name.endswith("register_fail_total")
+                and sample.labels.get("reason") == "dial_error"
+            ):
+                dial_failures += int(sample.value)
+    return {
+        "tunnel": tunnel,
+        "ha_connections": ha,
+        "locations": locations,
+        "dial_failures": dial_failures,
+    }
 
 
 def parse_edge(text: str, pop: str) -> dict[str, Any]:
