@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.checks.params import FaultScopedParams, selected_faults
+from harness.checks.params import CheckParams, FaultScopedParams, selected_faults
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.checks.samples import connector_samples, connector_sources
@@ -100,5 +100,104 @@ def retry_cadence(history: History, params: RetryCadenceParams) -> CheckResult:
         f"{len(rows)} connector(s) kept dialling with no PoP reachable: fewest "
         f"{worst['dials']} dials in {worst['span_s']}s (at least {worst['least']} with a "
         f"{format_duration(params.cap)} cap)",
+        data,
+    )
+
+
+class RetryDisciplineParams(CheckParams):
+    """How early a redial may be, as seen in the edges' own log timestamps."""
+
+    tolerance: Duration = Field(
+        default=0.05, ge=0, description="log timestamps are milliseconds apart at best"
+    )
+
+
+def _attempts(history: History) -> dict[tuple[str, int], list[SampleRecord]]:
+    """Registration attempts the edges logged, per connector slot, in the order they happened."""
+    slots: dict[tuple[str, int], list[SampleRecord]] = {}
+    for sample in history.samples_of("registration"):
+        connector, index = sample.value.get("connector_id"), sample.value.get("conn_index")
+        if isinstance(connector, str) and isinstance(index, int):
+            slots.setdefault((connector, index), []).append(sample)
+    for attempts in slots.values():
+        attempts.sort(key=lambda s: float(s.value.get("at") or 0.0))
+    return slots
+
+
+@register("retry_discipline", RetryDisciplineParams)
+def retry_discipline(history: History, params: RetryDisciplineParams) -> CheckResult:
+    """After a refusal, a connector slot waits the edge's ``retry_after`` before it registers
+    again, and never registers again after a permanent refusal (``should_retry: false``).
+
+    Read from the registration attempts the edges logged (samples ``registration``): for each
+    connector slot, the gap from a refusal to that slot's next attempt at any edge.
+    """
+    name = "retry_discipline"
+    slots = _attempts(history)
+    hinted = permanent = 0
+    bad: list[dict[str, Any]] = []
+    for (connector, index), attempts in sorted(slots.items()):
+        for refusal, following in zip(attempts, [*attempts[1:], None], strict=True):
+            if refusal.value.get("event") != "refused":
+                continue
+            hint = refusal.value.get("retry_after")
+            final = refusal.value.get("should_retry") is False
+            retry_after = float(hint) if isinstance(hint, int | float) else 0.0
+            if final:
+                permanent += 1
+            elif retry_after > 0:
+                hinted += 1
+            else:
+                continue
+            if following is None:
+                continue
+            gap = float(following.value["at"]) - float(refusal.value["at"])
+            if final or gap < retry_after - params.tolerance:
+                bad.append(
+                    {
+                        "t_s": round(history.seconds(following.t), 3),
+                        "connector_id": connector,
+                        "conn_index": index,
+                        "cause": refusal.value.get("cause"),
+                        "retry_after": None if final else retry_after,
+                        "gap_s": round(gap, 3),
+                        "edge": following.source,
+                    }
+                )
+    data: dict[str, Any] = {
+        "attempts": sum(len(a) for a in slots.values()),
+        "hinted_refusals": hinted,
+        "permanent_refusals": permanent,
+        "violations": bad[:20],
+        "violation_count": len(bad),
+    }
+    if bad:
+        first = bad[0]
+        wanted = (
+            "never (permanent refusal)"
+            if first["retry_after"] is None
+            else f"after {first['retry_after']}s"
+        )
+        return CheckResult(
+            name,
+            False,
+            f"{len(bad)} early registration(s); first: slot {first['conn_index']} of connector "
+            f"{first['connector_id'][:8]} registered at {first['edge']} {first['gap_s']}s after "
+            f"a refusal ({first['cause']}) that said {wanted}",
+            data,
+        )
+    if not hinted and not permanent:
+        return CheckResult(
+            name,
+            None,
+            f"no refusal with a retry_after hint or a permanent one among {data['attempts']} "
+            "logged registration attempts (nothing to judge)",
+            data,
+        )
+    return CheckResult(
+        name,
+        True,
+        f"{hinted} refusal(s) with retry_after honoured, {permanent} permanent refusal(s) "
+        "never retried",
         data,
     )
