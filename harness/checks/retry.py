@@ -127,17 +127,18 @@ def _attempts(history: History) -> dict[tuple[str, int], list[SampleRecord]]:
 @register("retry_discipline", RetryDisciplineParams)
 def retry_discipline(history: History, params: RetryDisciplineParams) -> CheckResult:
     """After a refusal, a connector slot waits the edge's ``retry_after`` before it registers
-    again, and never registers again after a permanent refusal (``should_retry: false``).
+    there again, and never registers again after a permanent refusal (``should_retry: false``).
 
     Read from the registration attempts the edges logged (samples ``registration``): for each
-    connector slot, the gap from a refusal to that slot's next attempt at any edge.
+    connector slot, the gap from a refusal to that slot's next attempt at the same edge (at any
+    edge after a permanent refusal), in the edges' own timestamps.
     """
     name = "retry_discipline"
     slots = _attempts(history)
     hinted = permanent = 0
     bad: list[dict[str, Any]] = []
     for (connector, index), attempts in sorted(slots.items()):
-        for refusal, following in zip(attempts, [*attempts[1:], None], strict=True):
+        for at, refusal in enumerate(attempts):
             if refusal.value.get("event") != "refused":
                 continue
             hint = refusal.value.get("retry_after")
@@ -149,6 +150,10 @@ def retry_discipline(history: History, params: RetryDisciplineParams) -> CheckRe
                 hinted += 1
             else:
                 continue
+            # a permanent refusal holds at every edge; a hint is the refusing edge's own
+            following = next(
+                (a for a in attempts[at + 1 :] if final or a.source == refusal.source), None
+            )
             if following is None:
                 continue
             gap = float(following.value["at"]) - float(refusal.value["at"])
