@@ -209,7 +209,9 @@ class VisitorProbe:
                 value.update(edge_error(payload))
                 return "fail", value, f"HTTP {response.status}: {payload[:200]!r}"
             if size is not None:
-                value.update(self._judge_sized(response.headers, payload, size, invoke, target))
+                value.update(
+                    judge_sized(response.headers, payload, size, invoke["request_id"], target)
+                )
                 return _verdict(value, target)
             try:
                 echo = json.loads(payload)
@@ -232,30 +234,6 @@ class VisitorProbe:
             "served_tunnel": served,
             "request_id_echo_ok": echo.get("request_id") == invoke["request_id"],
             "digest_ok": echo.get("body_sha256") == hashlib.sha256(body).hexdigest(),
-        }
-
-    def _judge_sized(
-        self,
-        headers: Mapping[str, str],
-        payload: bytes,
-        size: int,
-        invoke: Mapping[str, Any],
-        target: VisitorTarget,
-    ) -> dict[str, Any]:
-        """What a sized answer's headers and body say: the tunnel that carried it (the edge's
-        ``X-Outlast-Tunnel-Id``), the request id echo and the body's length and SHA-256 against
-        the origin's ``X-Response-Sha256``."""
-        served_id = headers.get(TUNNEL_ID_HEADER)
-        served = target.tunnel if served_id == target.tunnel_id else (served_id or "unknown")
-        expected = headers.get("X-Response-Sha256")
-        return {
-            "origin": headers.get("X-Origin-Name"),
-            "served_tunnel": served,
-            "request_id_echo_ok": headers.get("X-Request-Id") == invoke["request_id"],
-            "digest_ok": expected is not None
-            and len(payload) == size
-            and hashlib.sha256(payload).hexdigest() == expected,
-            "response_size": len(payload),
         }
 
     async def _user(
@@ -342,6 +320,26 @@ class VisitorProbe:
         value.update(self._judge(greeting, invoke, b"", target))
         value["digest_ok"] = bytes(message.data) == body
         return _verdict(value, target)
+
+
+def judge_sized(
+    headers: Mapping[str, str], payload: bytes, size: int, request_id: str, target: VisitorTarget
+) -> dict[str, Any]:
+    """What a sized answer (``?size=N``) says: the tunnel that carried it (the edge's
+    ``X-Outlast-Tunnel-Id``), the request id echo, and whether the body has ``size`` bytes
+    whose SHA-256 is the origin's ``X-Response-Sha256``."""
+    served_id = headers.get(TUNNEL_ID_HEADER)
+    served = target.tunnel if served_id == target.tunnel_id else (served_id or "unknown")
+    expected = headers.get("X-Response-Sha256")
+    return {
+        "origin": headers.get("X-Origin-Name"),
+        "served_tunnel": served,
+        "request_id_echo_ok": headers.get("X-Request-Id") == request_id,
+        "digest_ok": expected is not None
+        and len(payload) == size
+        and hashlib.sha256(payload).hexdigest() == expected,
+        "response_size": len(payload),
+    }
 
 
 def served_by(headers: Mapping[str, str]) -> dict[str, str]:
