@@ -46,8 +46,8 @@ KNOWN_FAULTS = (
 )
 KNOWN_CHECKS = (
     "auth_errors, availability, control_plane_independent, dns_unchanged, failover_within, "
-    "ha_restored, latency, no_corruption, no_misroute, reconnect_within, tunnel_revoked, "
-    "visitor_errors"
+    "ha_restored, latency, no_corruption, no_misroute, reconnect_within, retry_cadence, "
+    "retry_discipline, tunnel_revoked, visitor_errors"
 )
 CLOCK_HINT = "needs clock.start (add: clock: {start: 2020-04-15T15:00:00Z})"
 MALFORMED: dict[str, list[tuple[int, str, str]]] = {
