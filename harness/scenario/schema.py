@@ -530,6 +530,17 @@ class Scenario(StrictModel):
                             entry.target,
                         )
                     )
+            fresh = getattr(entry.params, "fresh", False)
+            if fresh and not str(entry.target or "").startswith("edge-"):
+                errors.append(
+                    custom_error(
+                        ("timeline", i, "params", "fresh"),
+                        "fresh_target",
+                        f'fresh: true forgets an edge\'s cache; "{entry.target}" is not an edge '
+                        "(use edge-<pop>)",
+                        fresh,
+                    )
+                )
             end = entry.end if entry.end is not None else entry.at
             if end > self.duration:
                 errors.append(
