@@ -27,6 +27,7 @@ from harness.journal import Journal, TunnelInfo
 from harness.probes.dns import DnsProbe
 from harness.probes.management import ManagementProbe
 from harness.probes.metrics import MetricsProbe, ScrapeTarget
+from harness.probes.registration_log import RegistrationLogProbe
 from harness.probes.user_requests import NOT_AVAILABLE
 from harness.probes.visitors import ANYCAST, VisitorProbe, VisitorTarget
 from harness.report.run_dir import RunReport, write_report
@@ -289,6 +290,8 @@ class ScenarioRun:
             rate=traffic.rate,
             mix=traffic.mix.model_dump(),
             body_size=traffic.body_size,
+            body_sizes=traffic.body_sizes,
+            response_sizes=traffic.response_sizes,
             timeout=float(traffic.timeout),
             seed=self.scenario.seed,
             requests=traffic.requests,
@@ -327,6 +330,17 @@ class ScenarioRun:
                 ScrapeTarget("controlplane", "controlplane", f"{endpoints['api_url']}/metrics")
             )
             probes.append(MetricsProbe(self.journal, scrape, float(traffic.metrics_interval)))
+            edge_logs = {
+                name: Path(info["log"])
+                for name, info in (endpoints.get("components") or {}).items()
+                if name.startswith("edge-")
+                and info.get("log")
+                and endpoints.get("backend", "local") == "local"
+            }
+            if edge_logs:
+                probes.append(
+                    RegistrationLogProbe(self.journal, edge_logs, float(traffic.metrics_interval))
+                )
         if wants_management_probe(self.scenario):
             ctx = self.fault_ctx
             assert ctx is not None

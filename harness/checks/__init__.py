@@ -14,6 +14,7 @@ from harness.checks import (  # noqa: F401  (importing registers the checks)
     integrity,
     latency,
     reconnect,
+    retry,
     revocation,
     routing,
 )

@@ -63,13 +63,47 @@ class _ToxicFault:
                 await proxy.remove_toxic(self._name(stream))
 
 
+#: The longest slow_close delay a fault proxy accepts (24 h, in ms): "until the heal".
+HOLD_CLOSE_MS = 86_400_000
+
+
 @register
 class LinkBlackhole(_ToxicFault):
-    """Bytes are swallowed, nothing is closed (no FIN, no RST): only heartbeats notice."""
+    """Bytes are swallowed, nothing is closed (no FIN, no RST): only heartbeats notice.
+
+    With ``close: hold`` a peer's own close is held back as well (a ``slow_close`` toxic in
+    front of the ``timeout`` one, both Toxiproxy types), so an end whose heartbeat gave up
+    cannot tell the other end: each side must notice the silence itself.
+    """
 
     kind: ClassVar[str] = "link_blackhole"
     toxic_type = "timeout"
     defaults: ClassVar[dict[str, Any]] = {"timeout": 0}
+
+    def _holds_close(self) -> bool:
+        return self.params.get("close", "pass") == "hold"
+
+    async def inject(self, ctx: FaultContext) -> None:
+        if self._holds_close():
+            proxy = await ctx.faultproxy.get_proxy(self.target)
+            for stream in self._streams():
+                await proxy.add_toxic(
+                    "slow_close",
+                    {"delay": HOLD_CLOSE_MS},
+                    stream=stream,
+                    toxicity=1.0,
+                    name=f"outlast_slow_close_{stream}",
+                )
+        await super().inject(ctx)
+
+    async def heal(self, ctx: FaultContext) -> None:
+        await super().heal(ctx)  # removing the timeout toxic closes the connections it held
+        if self._holds_close():
+            proxy = await ctx.faultproxy.get_proxy(self.target)
+            existing = {t.name for t in await proxy.list_toxics()}
+            for stream in self._streams():
+                if f"outlast_slow_close_{stream}" in existing:
+                    await proxy.remove_toxic(f"outlast_slow_close_{stream}")
 
 
 def _ms(seconds: Any) -> int:

@@ -70,7 +70,12 @@ class Restart:
     params: dict[str, Any] = field(default_factory=dict)
 
     async def inject(self, ctx: FaultContext) -> None:
-        if not self.params.get("graceful", True):
+        graceful = self.params.get("graceful", True)
+        if self.params.get("fresh", False):
+            await (ctx.stack.stop if graceful else ctx.stack.kill)(self.target)
+            await ctx.stack.forget_state(self.target)
+            await ctx.stack.start(self.target)
+        elif not graceful:
             await ctx.stack.kill(self.target)
             await ctx.stack.start(self.target)
         else:

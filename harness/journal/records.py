@@ -20,7 +20,7 @@ OpPhase = Literal["invoke", "ok", "fail", "info"]
 FaultPhase = Literal["start", "stop"]
 TunnelKind = Literal["named", "legacy"]
 RunStatus = Literal["completed", "aborted", "error"]
-SampleKind = Literal["connector", "edge", "controlplane", "audit"]
+SampleKind = Literal["connector", "edge", "controlplane", "audit", "registration"]
 
 VISITOR_FUNCTIONS: tuple[str, ...] = ("http_get", "http_post", "ws_roundtrip")
 """Operation ``f`` values that are visitor traffic (what availability and SLA count)."""

@@ -1,7 +1,8 @@
 """Metrics scrapes of connectors, edges and the control plane, as journal samples.
 
 Samples carry only what checks read (see ``harness/checks/samples.py``):
-* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}, registrations}``; for
+* connector: ``{tunnel, ha_connections, locations: {connection_id: pop}, registrations,
+  dial_failures}``; for
   cloudflared (a target with ``ready_url``) ``ha_connections`` is ``/ready``'s
   ``readyConnections``, since its gauge of that name also counts connections waiting to
   redial, and ``locations`` is the last PoP of each connection index (exact whenever every
@@ -29,9 +30,11 @@ def parse_connector(text: str, tunnel: str) -> dict[str, Any]:
     """HA connection count, the PoP of each registered connection, and the cumulative count of
     successful registrations (``registrations``: the reference connector's
     ``outlast_tunnel_register_success``, cloudflared's
-    ``cloudflared_tunnel_tunnel_register_success``)."""
+    ``cloudflared_tunnel_tunnel_register_success``) and
+    failed dials (``dial_failures``: ``register_fail{reason="dial_error"}``)."""
     ha = 0
     registrations = 0
+    dial_failures = 0
     locations: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -42,11 +45,17 @@ def parse_connector(text: str, tunnel: str) -> dict[str, Any]:
             elif sample.name.endswith("server_locations") and sample.value > 0:
                 conn = sample.labels.get("connection_id", str(len(locations)))
                 locations[conn] = sample.labels.get("edge_location", "")
+            elif (
+                sample.name.endswith("register_fail_total")
+                and sample.labels.get("reason") == "dial_error"
+            ):
+                dial_failures += int(sample.value)
     return {
         "tunnel": tunnel,
         "ha_connections": ha,
         "locations": locations,
         "registrations": registrations,
+        "dial_failures": dial_failures,
     }
 
 

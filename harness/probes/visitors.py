@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from harness.journal import Journal
-from harness.probes.user_requests import UserTraffic, function_of
+from harness.probes.user_requests import TUNNEL_ID_HEADER, UserTraffic, function_of
 from harness.scenario.origin import UserRequest
 
 KINDS = ("get", "post", "ws")
@@ -65,6 +65,8 @@ class VisitorProbe:
         rate: float,
         mix: Mapping[str, float],
         body_size: int = 1024,
+        body_sizes: Sequence[int] = (),
+        response_sizes: Sequence[int] = (),
         timeout: float = 5.0,
         seed: int = 0,
         max_in_flight: int = 200,
@@ -80,6 +82,9 @@ class VisitorProbe:
         self.kinds = [k for k, w in zip(KINDS, weights, strict=True) if w > 0] or ["get"]
         self.weights = [w for w in weights if w > 0] or [1.0]
         self.body_size = body_size
+        self.body_sizes = tuple(body_sizes)
+        # None: the JSON echo; a size: a body of that many bytes from the origin (?size=N).
+        self.get_sizes: tuple[int | None, ...] = (None, *response_sizes)
         self.timeout = timeout
         self.random = random.Random(seed)
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -103,7 +108,7 @@ class VisitorProbe:
                 user = self.user.draw() if self.user else None
                 if user is None:
                     kind = self.random.choices(self.kinds, self.weights)[0]
-                    body = self.random.randbytes(self.body_size) if kind != "get" else b""
+                    body = self.random.randbytes(self._body_size(kind))
                     function = FUNCTION[kind]
                 else:
                     kind, body, function = "user", (user.body or "").encode(), function_of(user)
@@ -127,6 +132,15 @@ class VisitorProbe:
                         pass
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=self.timeout + 2)
+
+    def _body_size(self, kind: str) -> int:
+        """Bytes to send: none for a GET; a POST draws from ``body_sizes`` when given; a
+        WebSocket message is ``body_size`` (an edge refuses messages above 1 MiB)."""
+        if kind == "get":
+            return 0
+        if kind == "post" and self.body_sizes:
+            return self.random.choice(self.body_sizes)
+        return self.body_size
 
     def _invoke(self, entry: str, target: VisitorTarget) -> dict[str, Any]:
         invoke: dict[str, Any] = {
@@ -188,12 +202,21 @@ class VisitorProbe:
         url = f"{self.entries[entry]}/probe/{invoke['request_id']}"
         headers = {"Host": target.hostname, "X-Request-Id": invoke["request_id"]}
         method = "GET" if kind == "get" else "POST"
+        size = self.random.choice(self.get_sizes) if kind == "get" else None
+        if size is not None:
+            url += f"?size={size}"
+            invoke["response_size"] = size
         async with session.request(method, url, data=body or None, headers=headers) as response:
             payload = await response.read()
             value: dict[str, Any] = {"status": response.status, **served_by(response.headers)}
             if response.status != 200:
                 value.update(edge_error(payload))
                 return "fail", value, f"HTTP {response.status}: {payload[:200]!r}"
+            if size is not None:
+                value.update(
+                    judge_sized(response.headers, payload, size, invoke["request_id"], target)
+                )
+                return _verdict(value, target)
             try:
                 echo = json.loads(payload)
             except ValueError:
@@ -303,6 +326,26 @@ class VisitorProbe:
         value.update(self._judge(greeting, invoke, b"", target))
         value["digest_ok"] = bytes(message.data) == body
         return _verdict(value, target)
+
+
+def judge_sized(
+    headers: Mapping[str, str], payload: bytes, size: int, request_id: str, target: VisitorTarget
+) -> dict[str, Any]:
+    """What a sized answer (``?size=N``) says: the tunnel that carried it (the edge's
+    ``X-Outlast-Tunnel-Id``), the request id echo, and whether the body has ``size`` bytes
+    whose SHA-256 is the origin's ``X-Response-Sha256``."""
+    served_id = headers.get(TUNNEL_ID_HEADER)
+    served = target.tunnel if served_id == target.tunnel_id else (served_id or "unknown")
+    expected = headers.get("X-Response-Sha256")
+    return {
+        "origin": headers.get("X-Origin-Name"),
+        "served_tunnel": served,
+        "request_id_echo_ok": headers.get("X-Request-Id") == request_id,
+        "digest_ok": expected is not None
+        and len(payload) == size
+        and hashlib.sha256(payload).hexdigest() == expected,
+        "response_size": len(payload),
+    }
 
 
 def served_by(headers: Mapping[str, str]) -> dict[str, str]:

@@ -94,6 +94,11 @@ class BlackholeParams(FaultParams):
     """``link_blackhole``: data is accepted and never delivered (Toxiproxy ``timeout`` 0)."""
 
     stream: Stream = "both"
+    close: Literal["pass", "hold"] = Field(
+        default="pass",
+        description="pass: a peer's close still crosses the hole (Toxiproxy's timeout toxic); "
+        "hold: it is held back too (a slow_close toxic), as in a cut cable",
+    )
 
 
 class KillParams(FaultParams):
@@ -102,6 +107,11 @@ class KillParams(FaultParams):
 
 class RestartParams(FaultParams):
     graceful: bool = True
+    fresh: bool = Field(
+        default=False,
+        description="(an edge) start without its on-disk configuration cache, as a PoP "
+        "installed anew: it knows only what the broker's retained messages tell it",
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -262,6 +262,15 @@ class TrafficSpec(StrictModel):
     rate: float = Field(default=10.0, gt=0, le=1000, description="visitor requests per second")
     mix: TrafficMix = TrafficMix()
     body_size: int = Field(default=1024, ge=0, le=16 * 1024 * 1024, description="POST/WS bytes")
+    body_sizes: tuple[Annotated[int, Field(ge=0, le=16 * 1024 * 1024)], ...] = Field(
+        default=(),
+        description="POST bytes drawn from these sizes for each request (instead of body_size)",
+    )
+    response_sizes: tuple[Annotated[int, Field(ge=0, le=16 * 1024 * 1024)], ...] = Field(
+        default=(),
+        description="GETs also ask the echo origin for a body of one of these sizes (?size=N) "
+        "and check its SHA-256",
+    )
     hostnames: tuple[str, ...] | None = Field(
         default=None, description="hostnames visitors ask for (default: every tunnel's)"
     )
@@ -528,6 +537,17 @@ class Scenario(StrictModel):
                             entry.target,
                         )
                     )
+            fresh = getattr(entry.params, "fresh", False)
+            if fresh and not str(entry.target or "").startswith("edge-"):
+                errors.append(
+                    custom_error(
+                        ("timeline", i, "params", "fresh"),
+                        "fresh_target",
+                        f'fresh: true forgets an edge\'s cache; "{entry.target}" is not an edge '
+                        "(use edge-<pop>)",
+                        fresh,
+                    )
+                )
             end = entry.end if entry.end is not None else entry.at
             if end > self.duration:
                 errors.append(

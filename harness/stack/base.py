@@ -39,6 +39,10 @@ class Stack(Protocol):
     async def restart(self, component: str) -> None:
         """Stop then start ``component``."""
 
+    async def forget_state(self, component: str) -> None:
+        """Delete a stopped edge's on-disk state (its configuration cache), so that it starts
+        as a freshly installed PoP would."""
+
     async def pause(self, component: str) -> None:
         """Freeze ``component`` (it keeps its sockets but answers nothing)."""
 

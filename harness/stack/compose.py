@@ -719,6 +719,11 @@ class ComposeStack(StackLayout):
     async def restart(self, component: str) -> None:
         await self._act(component, "restart", True)
 
+    async def forget_state(self, component: str) -> None:
+        raise StackError(
+            f"restart with fresh: true ({component}) is not supported on the compose backend yet"
+        )
+
     async def pause(self, component: str) -> None:
         await self._act(component, "pause", True)
 

@@ -814,6 +814,18 @@ class LocalStack(StackLayout):
         await proc.stop()
         await proc.start()
 
+    async def forget_state(self, component: str) -> None:
+        proc = self._component(component)
+        if not component.startswith("edge-"):
+            raise StackError(f"only an edge's state can be forgotten, not {component!r}'s")
+        if proc.running:
+            raise StackError(f"{component} is running: stop it before forgetting its state")
+        cache_dir = self.state_dir / component
+        if cache_dir.is_dir():
+            for path in cache_dir.iterdir():
+                if path.is_file():
+                    path.unlink()
+
     async def pause(self, component: str) -> None:
         self._component(component).pause()
 

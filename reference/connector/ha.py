@@ -418,7 +418,7 @@ class HAConnector:
                     cause,
                 )
             else:
-                self.supervisor.on_move_failed(move.address, self.clock())
+                self.supervisor.on_move_failed(move.address, self.clock(), exc.response)
             return False
         old = self._tunnels.get(move.slot)
         if self._stopping.is_set() or old is None or old.closed:

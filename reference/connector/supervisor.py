@@ -128,6 +128,12 @@ def permanent_message(cause: str, tunnel_id: str, credentials: str) -> str:
     )
 
 
+def hinted_wait(refusal: RegistrationResponse) -> float:
+    """How long an edge that refused a registration asked to be left alone (its
+    ``retry_after``; 0 without a hint)."""
+    return refusal.retry_after or 0.0
+
+
 class ConnectionSupervisor:
     """Bookkeeping for ``ha_connections`` slots over a list of edge addresses."""
 
@@ -272,7 +278,7 @@ class ConnectionSupervisor:
             )
         if cause == RefusalCause.DUPLICATE_CONNECTION and len(self.addresses) > 1:
             state.avoid.add(address)
-        return self._backoff(slot, cause, floor=response.retry_after or 0.0)
+        return self._backoff(slot, cause, floor=hinted_wait(response))
 
     def on_connection_lost(
         self,
@@ -328,11 +334,15 @@ class ConnectionSupervisor:
             return Move(slot, address)
         return None
 
-    def on_move_failed(self, address: EdgeAddress, now: float) -> None:
+    def on_move_failed(
+        self, address: EdgeAddress, now: float, refusal: RegistrationResponse | None = None
+    ) -> None:
         """A rebalance probe failed: count it, but cool the address for ``probe_cooldown`` at
-        most (it replaces a longer cooldown left by the connections lost there)."""
+        most (it replaces a longer cooldown left by the connections lost there) -- or as long
+        as the edge's ``retry_after`` asked, when it refused the probe with a hint."""
         addr = self._addresses[address]
         addr.failures += 1
-        addr.cooldown_until = now + min(
-            self.policy.probe_cooldown, self.policy.cooldown(addr.failures)
-        )
+        cooldown = min(self.policy.probe_cooldown, self.policy.cooldown(addr.failures))
+        if refusal is not None:
+            cooldown = max(cooldown, hinted_wait(refusal))
+        addr.cooldown_until = now + cooldown

@@ -43,10 +43,13 @@ MUTANT_OF: dict[str, str] = {
     "edge-restart-during-outage": "edge.forget_cache",
     "pop-partition": "edge.no_forwarding",
     "connector-restart-replicas": "edge.replicas_share_indexes",
+    "fresh-pop-during-outage": "broker.no_persistence",
+    "all-pops-unreachable": "connector.gives_up_after_dials",
 }
 MUTANTS = load_mutants()
 # The reference run also replays the first scenario (its defects: test_run_scenario.py).
-REFERENCE = ["control-plane-outage", *MUTANT_OF]
+# fresh-pop-without-config's mutant runs in test_mutants_fast.py.
+REFERENCE = ["control-plane-outage", "fresh-pop-without-config", *MUTANT_OF]
 
 
 @dataclass

@@ -6,11 +6,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
 from harness.faultproxy import FaultProxyClient, FaultProxyServer, Proxy
 from harness.faultproxy.testing import echo_server
+from harness.faults.base import FaultContext
+from harness.faults.links import LinkBlackhole
+from harness.stack.base import Stack
 from harness.stack.ports import free_port
 
 IO_TIMEOUT = 10.0
@@ -309,3 +313,48 @@ async def test_reset_removes_toxics_from_open_connections(
         assert await roundtrip(reader, writer) >= 0.35
         await client.reset()
         assert await roundtrip(reader, writer) < 0.3
+
+
+async def _blackhole_against_a_closing_upstream(client: FaultProxyClient, close: str) -> bool:
+    """A link_blackhole (``close``) over a connection whose upstream closes its end while the
+    hole lasts (an edge whose heartbeat gave up): whether that close reached the client before
+    the heal. After the heal the connection is closed either way."""
+    closing = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await closing.wait()
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await client.create_proxy("conn-ams", "127.0.0.1:0", f"127.0.0.1:{port}")
+        proxy = await client.get_proxy("conn-ams")
+        ctx = FaultContext(
+            stack=cast(Stack, None), faultproxy=client, api_url="", admin_token_file=""
+        )
+        fault = LinkBlackhole("conn-ams", {"close": close})
+        async with connected(proxy) as (reader, _writer):
+            await fault.inject(ctx)
+            closing.set()
+            try:
+                crossed = await asyncio.wait_for(reader.read(10), 1.0) == b""
+            except TimeoutError:
+                crossed = False
+            await fault.heal(ctx)
+            assert await asyncio.wait_for(reader.read(10), IO_TIMEOUT) == b""
+        return crossed
+    finally:
+        server.close()
+
+
+async def test_blackhole_passes_the_peers_close_like_toxiproxys_timeout(
+    client: FaultProxyClient,
+) -> None:
+    assert await _blackhole_against_a_closing_upstream(client, "pass") is True
+
+
+async def test_blackhole_with_close_hold_keeps_the_peers_close_in_the_hole(
+    client: FaultProxyClient,
+) -> None:
+    assert await _blackhole_against_a_closing_upstream(client, "hold") is False

@@ -64,6 +64,8 @@ def test_all_builtin_checks_are_registered() -> None:
         "no_corruption",
         "no_misroute",
         "reconnect_within",
+        "retry_cadence",
+        "retry_discipline",
         "tunnel_revoked",
         "visitor_errors",
     ]

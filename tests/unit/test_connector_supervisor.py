@@ -204,6 +204,26 @@ def test_a_failed_probe_replaces_a_long_cooldown_with_a_short_one() -> None:
     assert again is not None and again.address == FRA
 
 
+def test_a_probe_refused_with_a_hint_waits_the_hint() -> None:
+    """An edge that refuses a rebalance probe with retry_after 2 s is not probed again sooner
+    (the short probe cooldown would otherwise hammer it every half second)."""
+    sup = supervisor()
+    for slot in range(4):  # fra failed once: every slot registers at ams
+        sup.on_dial_failed(slot, FRA, now=0.0)
+    for slot in range(4):
+        sup.on_registered(slot, sup.choose_address(slot, now=0.1), "ams")
+    move = sup.rebalance(now=10.0)
+    assert move is not None and move.address == FRA
+    refusal = RegistrationResponse.refusal(
+        RefusalCause.UNKNOWN_TUNNEL, should_retry=True, retry_after=2.0
+    )
+    sup.on_move_failed(FRA, now=10.0, refusal=refusal)
+    assert sup.rebalance(now=10.0 + RetryPolicy().probe_cooldown) is None
+    assert sup.rebalance(now=11.99) is None
+    again = sup.rebalance(now=12.0)
+    assert again is not None and again.address == FRA
+
+
 def test_no_rebalance_while_a_slot_is_reconnecting() -> None:
     sup = supervisor()
     register_all(sup, {AMS: "ams", FRA: "ams"})

@@ -47,8 +47,8 @@ KNOWN_FAULTS = (
 )
 KNOWN_CHECKS = (
     "auth_errors, availability, control_plane_independent, dns_unchanged, failover_within, "
-    "ha_restored, latency, no_corruption, no_misroute, reconnect_within, tunnel_revoked, "
-    "visitor_errors"
+    "ha_restored, latency, no_corruption, no_misroute, reconnect_within, retry_cadence, "
+    "retry_discipline, tunnel_revoked, visitor_errors"
 )
 CLOCK_HINT = "needs clock.start (add: clock: {start: 2020-04-15T15:00:00Z})"
 MALFORMED: dict[str, list[tuple[int, str, str]]] = {
@@ -321,3 +321,17 @@ checks:
         'x.yaml:7: checks[0].params.window: invalid value "durin" '
         "(expected one of: overall, during_fault, outside_fault, between)",
     ]
+
+
+def test_a_fresh_restart_must_target_an_edge() -> None:
+    text = (
+        "name: x\nduration: 30s\ntimeline:\n"
+        "  - {at: 5s, fault: restart, target: edge-ams, params: {fresh: true}}\n"
+        "  - {at: 10s, fault: restart, target: broker, params: {fresh: true}}\n"
+    )
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "fresh.yaml")
+    assert str(caught.value) == (
+        "fresh.yaml:5: timeline[1].params.fresh: fresh: true forgets an edge's cache; "
+        '"broker" is not an edge (use edge-<pop>)'
+    )
