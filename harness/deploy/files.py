@@ -14,8 +14,8 @@ import secrets
 import shutil
 from pathlib import Path
 
-from harness.compose.engine import repo_root
 from harness.compose import plan as shape
+from harness.compose.engine import repo_root
 from harness.compose.steps import write_broker_auth, write_pki
 from harness.deploy import reference_plan as names
 from harness.deploy.model import DeploymentPlan
