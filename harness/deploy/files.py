@@ -3,8 +3,9 @@
 Compose's one-shot ``setup`` service makes the same files inside the ``pki`` and broker-auth
 volumes (:func:`harness.compose.steps.write_broker_auth`: the broker's TLS, users and ACL files,
 and each broker client's credentials); outside Compose the harness makes them here (secrets
-0600) and hands them to the orchestrator as secrets and configs, each service only its own. The tunnel's ``cert.pem`` and credentials file come later, from the
-bootstrap (:func:`add_tunnel_files`).
+0600) and hands them to the orchestrator as secrets and configs, each service only its own.
+The tunnel's ``cert.pem`` and credentials file come later, from the bootstrap
+(:func:`add_tunnel_files`).
 """
 
 from __future__ import annotations
