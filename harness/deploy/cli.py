@@ -3,7 +3,8 @@
 * ``compose``: ``compose.yaml`` (the shape of ``compose/compose.yaml``, for this scenario's tunnel
   and replicas);
 * ``swarm``: ``stack.yaml`` for ``docker stack deploy``, plus the generated files it names
-  (``files/``: edge PKI, configuration key, admin token; secrets 0600);
+  (``files/``: edge PKI, configuration key, admin token, the broker's TLS/users/ACL files and
+  each broker client's credentials; secrets 0600);
 * ``kubernetes``: one YAML file per kind of object (namespace, Secrets and ConfigMaps,
   NetworkPolicies, Services, workloads) plus the same ``files/``.
 

@@ -1,9 +1,11 @@
 """The generated files of a deployment, made on the host before Swarm or Kubernetes deploys.
 
-Compose's one-shot ``setup`` service makes the same files inside the ``pki`` volume; outside
-Compose the harness makes them here (secrets 0600) and hands them to the orchestrator as
-secrets and configs. The tunnel's ``cert.pem`` and credentials file come later, from the
-bootstrap (:func:`add_tunnel_files`).
+Compose's one-shot ``setup`` service makes the same files inside the ``pki`` and broker-auth
+volumes (:func:`harness.compose.steps.write_broker_auth`: the broker's TLS, users and ACL files,
+and each broker client's credentials); outside Compose the harness makes them here (secrets
+0600) and hands them to the orchestrator as secrets and configs, each service only its own.
+The tunnel's ``cert.pem`` and credentials file come later, from the bootstrap
+(:func:`add_tunnel_files`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import secrets
 import shutil
 from pathlib import Path
 
+from harness.compose import plan as shape
 from harness.compose.engine import repo_root
-from harness.compose.steps import write_pki
+from harness.compose.steps import write_broker_auth, write_pki
 from harness.deploy import reference_plan as names
 from harness.deploy.model import DeploymentPlan
 from reference.config_signing import load_or_create_signing_key
@@ -25,6 +28,9 @@ def make_files(plan: DeploymentPlan, directory: Path) -> dict[str, Path]:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = directory / "pki"
     write_pki(pki, plan.pops)
+    broker_auth = directory / "broker-auth"  # secrets 0600 (write_broker_auth), inside 0700
+    broker_auth.mkdir(mode=0o700, exist_ok=True)
+    write_broker_auth(broker_auth, plan.pops)
     signing = directory / "config-signing.key"
     load_or_create_signing_key(signing, directory / "config-signing.pub")
     token = directory / "admin.token"
@@ -39,6 +45,12 @@ def make_files(plan: DeploymentPlan, directory: Path) -> dict[str, Path]:
         names.ADMIN_TOKEN: token,
         names.MOSQUITTO_CONF: conf,
     }
+    for name, (path, _secret) in names.BROKER_FILES.items():
+        files[name] = broker_auth / "broker" / path
+    for client in shape.broker_clients():
+        files[names.broker_credentials(client)] = (
+            broker_auth / client / shape.BROKER_CREDENTIALS_FILE
+        )
     for pop in plan.pops:
         files[names.edge_cert(pop)] = pki / f"edge-{pop}.pem"
         files[names.edge_key(pop)] = pki / f"edge-{pop}.key"

@@ -30,6 +30,22 @@ SIGNING_PUB = "config-signing-pub"
 ORIGINCERT = "origincert"
 MOSQUITTO_CONF = "mosquitto-conf"
 MOSQUITTO_CONF_TARGET = "/mosquitto/config/mosquitto.conf"
+#: The broker's files from :func:`harness.compose.steps.write_broker_auth` (outside Compose).
+BROKER_PASSWD = "broker-passwd"
+BROKER_ACL = "broker-acl"
+BROKER_CERT = "broker-cert"
+BROKER_KEY = "broker-key"
+BROKER_CA = "broker-ca"
+BROKER_HEALTH_OPTIONS = "broker-health-options"
+#: Generated-file name -> (path under the broker's auth directory, secret).
+BROKER_FILES: dict[str, tuple[str, bool]] = {
+    BROKER_PASSWD: ("mosquitto.passwd", True),
+    BROKER_ACL: ("mosquitto.acl", True),
+    BROKER_CERT: ("broker.pem", False),
+    BROKER_KEY: ("broker.key", True),
+    BROKER_CA: (shape.BROKER_CA_FILE, False),
+    BROKER_HEALTH_OPTIONS: (f"{shape.BROKER_HEALTH_USER}/mosquitto_sub", True),
+}
 
 
 def edge_cert(pop: str) -> str:
@@ -40,6 +56,19 @@ def edge_cert(pop: str) -> str:
 def edge_key(pop: str) -> str:
     """Generated-file name of PoP ``pop``'s TLS key."""
     return f"edge-{pop}-key"
+
+
+def broker_credentials(client: str) -> str:
+    """Generated-file name of broker client ``client``'s credentials (its user and password)."""
+    return f"broker-credentials-{client}"
+
+
+def broker_auth_volumes() -> tuple[str, ...]:
+    """The volumes ``setup`` fills with the broker's files and each client's (Compose only)."""
+    return (
+        "broker-auth-broker",
+        *(shape.broker_client_volume(client) for client in shape.broker_clients()),
+    )
 
 
 def tunnel_credentials(tunnel: str) -> str:
@@ -84,6 +113,24 @@ def _broker_client_mount(client: str) -> Mount:
     return Mount(shape.broker_client_volume(client), shape.BROKER_CLIENT_DIR, read_only=True)
 
 
+def _broker_client_files(client: str) -> tuple[FileMount, ...]:
+    """Outside Compose: the same two files as secrets/configs, at the same paths."""
+    directory = shape.BROKER_CLIENT_DIR
+    return (
+        FileMount(broker_credentials(client), f"{directory}/{shape.BROKER_CREDENTIALS_FILE}", True),
+        FileMount(BROKER_CA, f"{directory}/{shape.BROKER_CA_FILE}", False, mode=0o444),
+    )
+
+
+def _broker_files() -> tuple[FileMount, ...]:
+    """Outside Compose: the broker's auth directory as secrets/configs. The broker runs as the
+    image's user (uid 10001) in the offline image, which reads its password file itself."""
+    return tuple(
+        FileMount(name, f"{shape.BROKER_FILES_DIR}/{path}", secret, mode=0o400 if secret else 0o444)
+        for name, (path, secret) in BROKER_FILES.items()
+    )
+
+
 def _edge(pop: str, index: int) -> Service:
     return Service(
         name=f"edge-{pop}",
@@ -121,6 +168,7 @@ def _edge(pop: str, index: int) -> Service:
             _pki(edge_cert(pop), f"edge-{pop}.pem"),
             _pki(edge_key(pop), f"edge-{pop}.key", secret=True),
             _pki(SIGNING_PUB, PUBLIC_KEY_FILE),
+            *_broker_client_files(f"edge-{pop}"),
         ),
         health=_health(f"http://127.0.0.1:{shape.EDGE_METRICS_PORT}/metrics"),
         depends_on=_ready("setup", condition="service_completed_successfully"),
@@ -240,7 +288,10 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
                 Mount("broker-data", "/mosquitto/data"),
                 Mount("broker-auth-broker", shape.BROKER_FILES_DIR),
             ),
-            files=(FileMount(MOSQUITTO_CONF, MOSQUITTO_CONF_TARGET, False, mode=0o444),),
+            files=(
+                FileMount(MOSQUITTO_CONF, MOSQUITTO_CONF_TARGET, False, mode=0o444),
+                *_broker_files(),
+            ),
             health=_health(f"tcp://127.0.0.1:{shape.BROKER_PORT}"),
             depends_on=_ready("setup", condition="service_completed_successfully"),
             # The health check's mosquitto_sub reads its user, password and CA from here.
@@ -272,6 +323,7 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
             files=(
                 FileMount(ADMIN_TOKEN, shape.ADMIN_TOKEN_FILE, True),
                 FileMount(SIGNING_KEY, f"{controlplane_dir}/{PRIVATE_KEY_FILE}", True),
+                *_broker_client_files("controlplane"),
             ),
             health=_health(f"http://127.0.0.1:{shape.CONTROLPLANE_PORT}/health"),
             depends_on=_ready("setup", condition="service_completed_successfully"),
@@ -364,6 +416,16 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
         GeneratedFile(SIGNING_PUB, False, "its public half (the edges check configuration)"),
         GeneratedFile(ADMIN_TOKEN, True, "the control plane's admin token"),
         GeneratedFile(MOSQUITTO_CONF, False, "compose/mosquitto/mosquitto.conf"),
+        *(
+            GeneratedFile(name, secret, f"the broker's {path}")
+            for name, (path, secret) in BROKER_FILES.items()
+        ),
+        *(
+            GeneratedFile(
+                broker_credentials(client), True, f"broker user {client}'s credentials.json"
+            )
+            for client in shape.broker_clients()
+        ),
         GeneratedFile(ORIGINCERT, True, "cert.pem from `tunnel login` (made after bootstrap)"),
         GeneratedFile(
             tunnel_credentials(params.tunnel),
@@ -376,15 +438,14 @@ def reference_plan(params: PlanParameters | None = None) -> DeploymentPlan:
         networks=networks,
         volumes=(
             "broker-data",
-            "broker-auth-broker",
-            *(shape.broker_client_volume(client) for client in shape.broker_clients()),
+            *broker_auth_volumes(),
             "controlplane-data",
             *(f"edge-{pop}-cache" for pop in pops),
             "pki",
             "home",
             *state_volumes,
         ),
-        file_volumes=("pki", "home"),
+        file_volumes=("pki", "home", *broker_auth_volumes()),
         files=files,
         tunnel=params.tunnel,
         hostname=params.hostname,

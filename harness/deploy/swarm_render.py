@@ -2,10 +2,13 @@
 
 What differs from the Compose rendering, and why:
 
-* no one-shot services: the harness makes the edge PKI, the configuration key and the admin token
-  on the host before deploying, and runs the bootstrap from the host against the published API;
+* no one-shot services: the harness makes the edge PKI, the configuration key, the admin token
+  and the broker's TLS, users and ACL files (each client's credentials apart) on the host before
+  deploying, and runs the bootstrap from the host against the published API;
   every generated file reaches its services as a **Swarm secret** (keys, tokens, credentials) or a
-  **Swarm config** (certificates, the public key, mosquitto.conf), owned by uid 10001;
+  **Swarm config** (certificates, the public key, mosquitto.conf), owned by uid 10001; a service
+  gets only the files its plan names (an edge: its own key and broker credentials, never
+  another's);
 * every service is pinned with a placement constraint: ``node.labels.outlast.role == core``, the
   PoP's node (``node.labels.outlast.pop == <pop>``) or the connectors' node
   (``node.labels.outlast.role == connectors``); volumes are local to that node;
@@ -46,8 +49,11 @@ def _file_ref(name: str, target: str, uid: int, mode: int) -> dict[str, Any]:
     return {"source": name, "target": target, "uid": str(uid), "gid": str(uid), "mode": mode}
 
 
-def swarm_service(service: Service, image: str = OFFLINE_IMAGE) -> dict[str, Any]:
-    """One service of the stack file."""
+def swarm_service(
+    service: Service, image: str = OFFLINE_IMAGE, file_volumes: tuple[str, ...] = ("pki", "home")
+) -> dict[str, Any]:
+    """One service of the stack file (``file_volumes``: the plan's, replaced by secrets and
+    configs, so never mounted)."""
     spec: dict[str, Any] = {
         "image": image,
         "command": list(service.command),
@@ -70,7 +76,7 @@ def swarm_service(service: Service, image: str = OFFLINE_IMAGE) -> dict[str, Any
     }
     if service.health:
         spec["healthcheck"] = {"test": ["CMD", *service.health], **HEALTH_TIMING}
-    mounts = [m for m in service.mounts if m.volume not in ("pki", "home")]
+    mounts = [m for m in service.mounts if m.volume not in file_volumes]
     if mounts:
         spec["volumes"] = [f"{m.volume}:{m.target}{':ro' if m.read_only else ''}" for m in mounts]
     secrets = [_file_ref(f.name, f.target, f.uid, f.mode) for f in service.files if f.secret]
@@ -97,10 +103,12 @@ def render_swarm(
     if missing:
         raise ValueError(f"no host file for {', '.join(missing)} (the stack file needs them)")
     used_networks = {n for s in services for n in s.networks}
-    used_volumes = {m.volume for s in services for m in s.mounts}
+    used_volumes = {
+        m.volume for s in services for m in s.mounts if m.volume not in plan.file_volumes
+    }
     return {
         "version": "3.8",
-        "services": {s.name: swarm_service(s, image) for s in services},
+        "services": {s.name: swarm_service(s, image, plan.file_volumes) for s in services},
         "networks": {
             name: {
                 "driver": "overlay",

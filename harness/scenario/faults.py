@@ -179,14 +179,34 @@ FAULT_SPECS: dict[str, FaultSpec] = {
             FaultParams,
             "stop a process (started again after `for`, if given)",
         ),
-        FaultSpec("node_down", "node", "required", FaultParams,
-                  "a swarm node dies (its engine stopped), then comes back"),
-        FaultSpec("node_drain", "node", "required", FaultParams,
-                  "a swarm node drained (Swarm takes its tasks away), then active"),
-        FaultSpec("task_kill", "component", "forbidden", FaultParams,
-                  "SIGKILL a component's Swarm task (Swarm starts a new one)"),
-        FaultSpec("network_partition", "node", "required", FaultParams,
-                  "a swarm node cut off from every other node"),
+        FaultSpec(
+            "node_down",
+            "node",
+            "required",
+            FaultParams,
+            "a swarm node dies (its engine stopped), then comes back",
+        ),
+        FaultSpec(
+            "node_drain",
+            "node",
+            "required",
+            FaultParams,
+            "a swarm node drained (Swarm takes its tasks away), then active",
+        ),
+        FaultSpec(
+            "task_kill",
+            "component",
+            "forbidden",
+            FaultParams,
+            "SIGKILL a component's Swarm task (Swarm starts a new one)",
+        ),
+        FaultSpec(
+            "network_partition",
+            "node",
+            "required",
+            FaultParams,
+            "a swarm node cut off from every other node",
+        ),
     )
 }
 assert set(FAULT_SPECS) == set(FAULT_KINDS)

@@ -232,9 +232,7 @@ class StackSpec(StrictModel):
             ),
             zone=self.zone,
             convergence=float(self.edge_network.convergence),
-            regions=tuple(
-                Region(r.name, r.prefer, r.weight) for r in self.edge_network.regions
-            ),
+            regions=tuple(Region(r.name, r.prefer, r.weight) for r in self.edge_network.regions),
             origin=self.origin.user_origin() if self.origin else None,
         )
 

@@ -33,6 +33,7 @@ import yaml
 from harness.compose import plan
 from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
 from harness.compose.owner import owner_labels, reap_orphaned_projects
+from harness.deploy import reference_plan as deploy_plan
 from harness.stack import compose_origin
 from harness.stack.base import StackError
 from harness.stack.layout import StackLayout
@@ -543,6 +544,16 @@ class ComposeStack(StackLayout):
     def _read_container_file(self, service: str, path: str) -> bytes:
         stream, _ = self._container(service).get_archive(path)
         return _read_file_from_archive(stream)
+
+    def _adopt_broker_files(self, files: dict[str, Path]) -> None:
+        """Swarm and Kubernetes: the broker CA and each client's credentials that the harness
+        made on the host (:func:`harness.deploy.files.make_files`), for the security probes."""
+        atomic_write(self.broker_ca_file, files[deploy_plan.BROKER_CA].read_bytes())
+        for client in plan.broker_clients():
+            credential = files[deploy_plan.broker_credentials(client)].read_bytes()
+            path = self.broker_auth_dir / f"{client}.credentials.json"
+            atomic_write(path, credential, mode=0o600)
+            self.broker_credentials[client] = path
 
     async def _copy_out_secrets(self) -> None:
         """Admin token, edge CA, bootstrap record and tunnel credentials onto the host."""

@@ -186,6 +186,7 @@ class KubernetesStack(ComposeStack):
         files = await asyncio.to_thread(make_files, self.plan, self.state_dir / "k8s-files")
         atomic_write(self.admin_token_file, files["admin-token"].read_bytes(), mode=0o600)
         atomic_write(self.edge_ca_file, files["edge-ca"].read_bytes())
+        self._adopt_broker_files(files)
         self._compose_started = True
         self._allocate_ports()
         await asyncio.to_thread(self._apply, self._manifests(files, with_connectors=False))

@@ -171,6 +171,7 @@ class SwarmStack(ComposeStack):
         files = await asyncio.to_thread(make_files, self.plan, self.state_dir / "swarm-files")
         atomic_write(self.admin_token_file, files["admin-token"].read_bytes(), mode=0o600)
         atomic_write(self.edge_ca_file, files["edge-ca"].read_bytes())
+        self._adopt_broker_files(files)
         self._compose_started = True  # down() must run from here on
         self._allocate_ports()
         await asyncio.to_thread(self._deploy, {k: str(v) for k, v in files.items()}, False)

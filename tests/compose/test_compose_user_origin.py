@@ -83,9 +83,7 @@ async def test_an_image_with_a_command_is_served_and_a_failing_one_names_its_out
         await stack.resume("origin")
         await stack.wait_serving()
 
-    broken = dataclasses.replace(
-        ok, command="echo 'myapp: cannot read settings.toml' >&2; exit 3"
-    )
+    broken = dataclasses.replace(ok, command="echo 'myapp: cannot read settings.toml' >&2; exit 3")
     failing = ComposeStack(tmp_path / "bad", dataclasses.replace(Topology(), origin=broken))
     with pytest.raises(StackError) as error:
         await failing.up()

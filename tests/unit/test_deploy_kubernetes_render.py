@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +111,51 @@ def test_the_network_policy_keeps_links_behind_the_fault_proxy(tmp_path: Path) -
         if "podSelector" in peer
     }
     assert allowed == {"toxiproxy", "origin"}
+
+
+BROKER_ONLY = {"broker-passwd", "broker-acl", "broker-key", "broker-health-options"}
+CLIENTS = ("controlplane", "edge-ams", "edge-fra")
+
+
+def _mounted(workload: dict[str, Any]) -> dict[str, str]:
+    """Secret or ConfigMap name -> mount path, for every file a workload's pod mounts."""
+    spec = workload["spec"]["template"]["spec"]
+    sources: dict[str, str] = {}
+    for volume in spec.get("volumes", []):
+        ref = volume.get("secret", {}).get("secretName") or volume.get("configMap", {}).get("name")
+        sources[volume["name"]] = ref
+    mounts = spec["containers"][0]["volumeMounts"]
+    return {sources[m["name"]]: m["mountPath"] for m in mounts if m["name"] in sources}
+
+
+def test_each_broker_client_gets_only_its_own_credentials(tmp_path: Path) -> None:
+    documents = _documents(tmp_path, replicas=2)
+    workloads = {
+        d["metadata"]["name"]: d for d in documents if d["kind"] in ("Deployment", "StatefulSet")
+    }
+    broker = _mounted(workloads["broker"])
+    assert broker["broker-passwd"] == "/mosquitto/auth/mosquitto.passwd"
+    assert broker["broker-key"] == "/mosquitto/auth/broker.key"
+    assert BROKER_ONLY | {"broker-cert", "broker-ca", "mosquitto-conf"} <= set(broker)
+    claims = {
+        c["metadata"]["name"]
+        for w in workloads.values()
+        for c in w["spec"].get("volumeClaimTemplates", [])
+    }
+    assert not any(c.startswith(("broker-auth-", "broker-client-")) for c in claims)
+    for name, workload in workloads.items():
+        mounted = _mounted(workload)
+        credentials = {s for s in mounted if s.startswith("broker-credentials-")}
+        if name in CLIENTS:
+            assert credentials == {f"broker-credentials-{name}"}, name
+            assert mounted["broker-ca"] == "/var/lib/outlast/broker-client/broker-ca.pem"
+        else:
+            assert not credentials, name
+        if name != "broker":
+            assert not BROKER_ONLY & set(mounted), name
+    secrets = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Secret"}
+    for client in CLIENTS:
+        name = f"broker-credentials-{client}"
+        data = json.loads(base64.b64decode(secrets[name]["data"][name]))
+        assert data["username"] == client
+    assert {"broker-passwd", "broker-acl", "broker-key", "broker-health-options"} <= set(secrets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,57 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     plan = reference_plan()
     with pytest.raises(ValueError, match=r"no host file for .*admin-token"):
         render_swarm(plan, {}, with_connectors=False)
+
+
+BROKER_ONLY = {"broker-passwd", "broker-acl", "broker-key", "broker-health-options"}
+CLIENTS = ("controlplane", "edge-ams", "edge-fra")
+
+
+def _sources(service: dict) -> dict[str, str]:
+    """Source -> target of every secret and config a service of the stack file gets."""
+    refs = [*service.get("secrets", []), *service.get("configs", [])]
+    return {ref["source"]: ref["target"] for ref in refs}
+
+
+def test_the_broker_gets_its_tls_users_and_acl_files(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, with_connectors=True)
+    broker = stack["services"]["broker"]
+    targets = _sources(broker)
+    conf = (Path(__file__).parents[2] / "compose" / "mosquitto" / "mosquitto.conf").read_text()
+    for key in ("certfile", "keyfile", "password_file", "acl_file"):
+        path = next(line.split()[1] for line in conf.splitlines() if line.startswith(key + " "))
+        assert path in targets.values(), key  # every file mosquitto.conf names is there
+    assert BROKER_ONLY <= {s["source"] for s in broker["secrets"]}
+    assert {"broker-cert", "broker-ca", "mosquitto-conf"} <= {
+        c["source"] for c in broker["configs"]
+    }
+    # mosquitto runs as the image's user (uid 10001) and reads its password file itself.
+    assert all(s["uid"] == "10001" and s["mode"] == 0o400 for s in broker["secrets"])
+    assert not any(v.startswith("broker-auth-") for v in broker["volumes"])
+    assert not any(name.startswith(("broker-auth-", "broker-client-")) for name in stack["volumes"])
+
+
+def test_each_broker_client_gets_only_its_own_credentials(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, with_connectors=True, replicas=2)
+    for name, service in stack["services"].items():
+        sources = _sources(service)
+        volumes = service.get("volumes", [])
+        assert not any(v.startswith(("broker-auth-", "broker-client-")) for v in volumes), name
+        credentials = {s for s in sources if s.startswith("broker-credentials-")}
+        if name in CLIENTS:
+            assert credentials == {f"broker-credentials-{name}"}, name
+            assert sources[f"broker-credentials-{name}"] == (
+                "/var/lib/outlast/broker-client/credentials.json"
+            )
+            assert sources["broker-ca"] == "/var/lib/outlast/broker-client/broker-ca.pem"
+        else:
+            assert not credentials, name
+        if name != "broker":
+            assert not BROKER_ONLY & set(sources), name
+        for pop in ("ams", "fra"):
+            assert (f"edge-{pop}-key" in sources) == (name == f"edge-{pop}"), name
+    # The host file behind each client's secret is that client's own credential.
+    for client in CLIENTS:
+        path = Path(stack["secrets"][f"broker-credentials-{client}"]["file"])
+        assert json.loads(path.read_text())["username"] == client
+        assert path.stat().st_mode & 0o077 == 0

@@ -125,8 +125,14 @@ def test_errors_name_file_line_and_field(text: str, expected: str) -> None:
 
 def test_every_fault_kind_is_either_explorable_or_refused_with_a_reason() -> None:
     for kind, spec in FAULT_SPECS.items():
-        target = {"none": "", "link": "conn-*", "pop": "*", "tunnel": "*", "component": "edge-*",
-                  "node": "pop-*"}
+        target = {
+            "none": "",
+            "link": "conn-*",
+            "pop": "*",
+            "tunnel": "*",
+            "component": "edge-*",
+            "node": "pop-*",
+        }
         lines = [f"faults:\n  - fault: {kind}\n"]
         if spec.target != "none":
             lines.append(f'    targets: ["{target[spec.target]}"]\n')
@@ -141,8 +147,14 @@ def test_every_fault_kind_is_either_explorable_or_refused_with_a_reason() -> Non
         if kind in required:
             lines.append(f"    params: {required[kind]}\n")
         text = "".join(lines)
-        if kind in ("token_rollover", "credential_revocation", "node_down", "node_drain",
-                    "task_kill", "network_partition"):
+        if kind in (
+            "token_rollover",
+            "credential_revocation",
+            "node_down",
+            "node_drain",
+            "task_kill",
+            "network_partition",
+        ):
             assert any("cannot be explored" in issue for issue in issues(text))
         else:
             assert parse_envelope(text).faults[0].fault == kind

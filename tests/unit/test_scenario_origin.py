@@ -64,11 +64,11 @@ def test_errors_name_line_and_field() -> None:
 
 
 def test_static_is_for_gets_and_statuses_are_http_statuses() -> None:
-    text = GOOD.replace('expect_status: [200, 201]', "expect_status: [200, 999], static: true")
+    text = GOOD.replace("expect_status: [200, 201]", "expect_status: [200, 999], static: true")
     assert issues(text) == [
         "x.yaml:10: traffic.requests[1].expect_status: status 999 is not an HTTP status (100-599)",
     ]
-    text = GOOD.replace('expect_status: [200, 201]', "static: true")
+    text = GOOD.replace("expect_status: [200, 201]", "static: true")
     assert issues(text) == [
         'x.yaml:10: traffic.requests[1].static: "static" is for GET requests, not POST'
     ]
@@ -120,8 +120,10 @@ def test_each_backend_refuses_the_other_ones_origin(tmp_path: Path) -> None:
     topology = parse_scenario(GOOD).stack.topology()
     with pytest.raises(StackError, match=r"stack\.origin\.command runs on the host: .*image"):
         ComposeStack(tmp_path, topology)
-    image = GOOD.replace('command: "python3 -m http.server {port} --bind 127.0.0.1"',
-                         "image: nginx:1.27\n    port: 80")
+    image = GOOD.replace(
+        'command: "python3 -m http.server {port} --bind 127.0.0.1"',
+        "image: nginx:1.27\n    port: 80",
+    )
     topology = parse_scenario(image).stack.topology()
     assert topology.origin is not None and topology.origin.kind == "image"
     assert "origin" in topology.components  # a fault may target the container
