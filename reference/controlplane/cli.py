@@ -11,6 +11,7 @@ import click
 
 from reference.addresses import HostPort
 from reference.broker.auth import BrokerAuthError, BrokerCredential
+from reference.broker.client_options import broker_client_options
 from reference.broker.tls import BrokerTlsError, client_context
 from reference.connector.api_client import ApiClient, ApiError
 from reference.http_limits_cli import limits_from_options, slow_client_options
@@ -67,22 +68,7 @@ from reference.logs import configure_logging
     "public half written next to it (.pub) for the edges' --config-key. Default: "
     "DATA_DIR/config-signing.key.",
 )
-@click.option(
-    "--broker-credentials",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File with this client's broker username and password (JSON, mode 0600; "
-    "`outlast stack up` writes controlplane.credentials.json). Without it the control plane "
-    "connects anonymously, which a broker run with --users-file refuses.",
-)
-@click.option(
-    "--broker-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CA certificate (PEM) of the broker's TLS listener: the broker link speaks TLS and "
-    "refuses a broker whose certificate does not chain to it or does not name the address "
-    "dialled. `outlast stack up` passes pki/broker-ca.pem. Without it: plaintext MQTT.",
-)
+@broker_client_options("the control plane", "controlplane.credentials.json")
 @slow_client_options("API listener")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(

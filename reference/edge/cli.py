@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from reference.addresses import HostPort, parse_hostport
+from reference.broker.client_options import broker_client_options
 from reference.edge.server import EdgeConfig, EdgeServer
 from reference.edge.visitor import VisitorSettings
 from reference.http_limits_cli import limits_from_options, slow_client_options
@@ -40,22 +41,7 @@ Address = tuple[str, int]
     help="DNS listener (UDP and TCP on the same port), HOST:PORT.",
 )
 @click.option("--broker", type=HostPort(), required=True, help="MQTT broker, HOST:PORT.")
-@click.option(
-    "--broker-credentials",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File with this PoP's broker username and password (JSON, mode 0600; `outlast stack "
-    "up` writes edge-<pop>.credentials.json). Without it the edge connects anonymously, which "
-    "a broker run with --users-file refuses.",
-)
-@click.option(
-    "--broker-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CA certificate (PEM) of the broker's TLS listener: the broker link speaks TLS and "
-    "refuses a broker whose certificate does not chain to it or does not name the address "
-    "dialled. `outlast stack up` passes pki/broker-ca.pem. Without it: plaintext MQTT.",
-)
+@broker_client_options("the edge", "edge-<pop>.credentials.json")
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
