@@ -67,6 +67,13 @@ def _docker_cli() -> str:
     return docker
 
 
+def _docker(*argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The docker CLI of the manager with ``argv``; the caller judges the exit code."""
+    return subprocess.run(
+        [_docker_cli(), *argv], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 class SwarmStack(ComposeStack):
     """The reference system as a Swarm stack (see the module docstring)."""
 
@@ -228,22 +235,16 @@ class SwarmStack(ComposeStack):
         stack = render_swarm(self.plan, files, with_connectors=with_connectors)
         path = self.state_dir / ("stack.yaml" if with_connectors else "stack.core.yaml")
         atomic_write(path, yaml.safe_dump(stack, sort_keys=False).encode())
-        done = subprocess.run(
-            [
-                _docker_cli(),
-                "stack",
-                "deploy",
-                "--resolve-image",
-                "never",
-                "--prune",
-                "-c",
-                str(path),
-                self.project,
-            ],
-            capture_output=True,
-            text=True,
+        done = _docker(
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "--prune",
+            "-c",
+            str(path),
+            self.project,
             timeout=300,
-            check=False,
         )
         if done.returncode != 0:
             raise StackError(f"docker stack deploy {self.project} failed: {done.stderr.strip()}")
@@ -379,12 +380,7 @@ class SwarmStack(ComposeStack):
         client = self.cluster.client
         with contextlib.suppress(docker.errors.NotFound):
             client.containers.get(self.gateway_name).remove(force=True)
-        subprocess.run(
-            [_docker_cli(), "stack", "rm", self.project],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
+        _docker("stack", "rm", self.project, timeout=120)
         label = {"label": f"{STACK_LABEL}={self.project}"}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and any(self.leftovers(volumes=False).values()):
@@ -461,13 +457,7 @@ class SwarmStack(ComposeStack):
     def _container_command(self, component: str, *argv: str) -> None:
         worker, container = self.task_container(component)
         if worker is None:
-            done = subprocess.run(
-                [_docker_cli(), *argv, container],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            done = _docker(*argv, container, timeout=60)
             code, out = done.returncode, done.stderr
         else:
             code, out = self.cluster.node_exec(worker, ["docker", *argv, container])
@@ -476,18 +466,12 @@ class SwarmStack(ComposeStack):
 
     def scale(self, component: str, replicas: int) -> None:
         """``docker service scale`` (detached): Swarm starts or stops the task."""
-        done = subprocess.run(
-            [
-                _docker_cli(),
-                "service",
-                "scale",
-                "--detach",
-                f"{self._swarm_service(component)}={replicas}",
-            ],
-            capture_output=True,
-            text=True,
+        done = _docker(
+            "service",
+            "scale",
+            "--detach",
+            f"{self._swarm_service(component)}={replicas}",
             timeout=60,
-            check=False,
         )
         if done.returncode != 0:
             raise StackError(f"scaling {component} to {replicas} failed: {done.stderr.strip()}")
