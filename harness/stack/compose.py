@@ -34,6 +34,7 @@ from harness.compose import plan
 from harness.compose.engine import EngineError, docker_client, repo_root, run_compose
 from harness.compose.owner import owner_labels, reap_orphaned_projects
 from harness.deploy import reference_plan as deploy_plan
+from harness.deploy.model import DeploymentPlan
 from harness.stack import compose_origin
 from harness.stack.base import StackError
 from harness.stack.layout import StackLayout
@@ -545,15 +546,47 @@ class ComposeStack(StackLayout):
         stream, _ = self._container(service).get_archive(path)
         return _read_file_from_archive(stream)
 
-    def _adopt_broker_files(self, files: dict[str, Path]) -> None:
-        """Swarm and Kubernetes: the broker CA and each client's credentials that the harness
-        made on the host (:func:`harness.deploy.files.make_files`), for the security probes."""
+    def _deployment_plan(self, seed: int, connector_args: tuple[str, ...]) -> DeploymentPlan:
+        """Swarm and Kubernetes: the plan of this stack's tunnel and topology."""
+        return deploy_plan.reference_plan(
+            deploy_plan.PlanParameters(
+                tunnel=self.tunnel.name,
+                hostname=self.tunnel.hostname,
+                replicas=self.tunnel.replicas,
+                convergence=self.topology.convergence,
+                seed=seed,
+                regions=tuple(r.argument() for r in self.topology.visitor_regions),
+                connector_args=tuple(connector_args),
+            )
+        )
+
+    def _adopt_host_files(self, files: dict[str, Path]) -> None:
+        """Swarm and Kubernetes: the admin token, the edge CA, the broker CA and each client's
+        broker credentials that the harness made on the host
+        (:func:`harness.deploy.files.make_files`)."""
+        atomic_write(self.admin_token_file, files[deploy_plan.ADMIN_TOKEN].read_bytes(), mode=0o600)
+        atomic_write(self.edge_ca_file, files[deploy_plan.EDGE_CA].read_bytes())
         atomic_write(self.broker_ca_file, files[deploy_plan.BROKER_CA].read_bytes())
         for client in plan.broker_clients():
-            credential = files[deploy_plan.broker_credentials(client)].read_bytes()
-            path = self.broker_auth_dir / f"{client}.credentials.json"
-            atomic_write(path, credential, mode=0o600)
-            self.broker_credentials[client] = path
+            self._adopt_broker_credential(
+                client, files[deploy_plan.broker_credentials(client)].read_bytes()
+            )
+
+    def _adopt_broker_credential(self, client: str, credential: bytes) -> None:
+        path = self.broker_auth_dir / f"{client}.credentials.json"
+        atomic_write(path, credential, mode=0o600)
+        self.broker_credentials[client] = path
+
+    def _adopt_bootstrap(self, record: dict[str, Any], credentials: bytes) -> None:
+        """The bootstrap's record (API token, ids) and the tunnel's credentials file."""
+        self.api_token = str(record["api_token"])
+        self.account_id = str(record["account_id"])
+        self.zone_id = str(record["zone_id"])
+        tunnel = self.tunnel.name
+        self.tunnel_ids[tunnel] = str(record["tunnels"][tunnel]["id"])
+        path = self.home / f"{tunnel}.json"
+        atomic_write(path, credentials, mode=0o400)
+        self.credentials_files[tunnel] = path
 
     async def _copy_out_secrets(self) -> None:
         """Admin token, edge CA, bootstrap record and tunnel credentials onto the host."""
@@ -563,15 +596,10 @@ class ComposeStack(StackLayout):
         ca = await asyncio.to_thread(read, "connector", plan.EDGE_CA_FILE)
         atomic_write(self.edge_ca_file, ca)
         record = json.loads(await asyncio.to_thread(read, "bootstrap", plan.BOOTSTRAP_FILE))
-        self.api_token = str(record["api_token"])
-        self.account_id = str(record["account_id"])
-        self.zone_id = str(record["zone_id"])
-        tunnel = self.tunnel.name
-        self.tunnel_ids[tunnel] = str(record["tunnels"][tunnel]["id"])
-        credentials = await asyncio.to_thread(read, "bootstrap", f"{plan.HOME_DIR}/{tunnel}.json")
-        path = self.home / f"{tunnel}.json"
-        atomic_write(path, credentials, mode=0o400)
-        self.credentials_files[tunnel] = path
+        credentials = await asyncio.to_thread(
+            read, "bootstrap", f"{plan.HOME_DIR}/{self.tunnel.name}.json"
+        )
+        self._adopt_bootstrap(record, credentials)
         client_dir = plan.BROKER_CLIENT_DIR
         ca_path = f"{client_dir}/{plan.BROKER_CA_FILE}"
         broker_ca = await asyncio.to_thread(read, "controlplane", ca_path)
@@ -580,9 +608,7 @@ class ComposeStack(StackLayout):
             credential = await asyncio.to_thread(
                 read, client, f"{client_dir}/{plan.BROKER_CREDENTIALS_FILE}"
             )
-            path = self.broker_auth_dir / f"{client}.credentials.json"
-            atomic_write(path, credential, mode=0o600)
-            self.broker_credentials[client] = path
+            self._adopt_broker_credential(client, credential)
 
     async def _login_on_host(self) -> None:
         """A host ``cert.pem`` naming the published API (the container's names the proxy)."""

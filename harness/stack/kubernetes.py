@@ -28,12 +28,10 @@ from typing import Any
 from harness.compose.steps import BootstrapSpec, StepError, bootstrap, populate
 from harness.deploy.files import add_tunnel_files, make_files
 from harness.deploy.kubernetes_render import COMPONENT_LABEL, render_kubernetes
-from harness.deploy.reference_plan import PlanParameters, reference_plan
 from harness.stack.base import StackError
 from harness.stack.compose import ComposeStack
 from harness.stack.readiness import wait_http
 from harness.stack.topology import Topology
-from reference.files import atomic_write
 
 
 def load_client() -> Any:
@@ -133,17 +131,7 @@ class KubernetesStack(ComposeStack):
             ready_timeout=ready_timeout,
         )
         self.image = image
-        self.plan = reference_plan(
-            PlanParameters(
-                tunnel=self.tunnel.name,
-                hostname=self.tunnel.hostname,
-                replicas=self.tunnel.replicas,
-                convergence=self.topology.convergence,
-                seed=seed,
-                regions=tuple(r.argument() for r in self.topology.visitor_regions),
-                connector_args=tuple(connector_args),
-            )
-        )
+        self.plan = self._deployment_plan(seed, connector_args)
         self._api: Any = None
         self._forwards: list[_PortForward] = []
 
@@ -184,9 +172,7 @@ class KubernetesStack(ComposeStack):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(mode=0o700, exist_ok=True)
         files = await asyncio.to_thread(make_files, self.plan, self.state_dir / "k8s-files")
-        atomic_write(self.admin_token_file, files["admin-token"].read_bytes(), mode=0o600)
-        atomic_write(self.edge_ca_file, files["edge-ca"].read_bytes())
-        self._adopt_broker_files(files)
+        self._adopt_host_files(files)
         self._compose_started = True
         self._allocate_ports()
         await asyncio.to_thread(self._apply, self._manifests(files, with_connectors=False))
@@ -212,13 +198,8 @@ class KubernetesStack(ComposeStack):
             record = await asyncio.to_thread(bootstrap, spec, self.ready_timeout)
         except StepError as exc:
             raise StackError(f"bootstrap through the port-forward failed: {exc}") from None
-        self.api_token = str(record["api_token"])
-        self.account_id, self.zone_id = str(record["account_id"]), str(record["zone_id"])
-        self.tunnel_ids[self.tunnel.name] = str(record["tunnels"][self.tunnel.name]["id"])
         credentials = home / f"{self.tunnel.name}.json"
-        path = self.home / f"{self.tunnel.name}.json"
-        atomic_write(path, credentials.read_bytes(), mode=0o400)
-        self.credentials_files[self.tunnel.name] = path
+        self._adopt_bootstrap(record, credentials.read_bytes())
         full = add_tunnel_files(self.plan, files, home / "cert.pem", credentials)
         first = {(d["kind"], d["metadata"]["name"]) for d in self._manifests(files, False)}
         extra = [

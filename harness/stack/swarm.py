@@ -43,7 +43,6 @@ from harness.compose.images import OFFLINE_IMAGE
 from harness.compose.steps import BootstrapSpec, StepError, bootstrap, populate
 from harness.deploy.files import add_tunnel_files, make_files
 from harness.deploy.model import DeploymentPlan
-from harness.deploy.reference_plan import PlanParameters, reference_plan
 from harness.deploy.swarm_render import NO_UPSTREAM_DNS, render_swarm
 from harness.stack.base import StackError
 from harness.stack.compose import ComposeStack
@@ -100,17 +99,7 @@ class SwarmStack(ComposeStack):
         self.cluster = cluster or SwarmCluster(
             Path(os.environ.get("OUTLAST_SWARM_STATE", ".outlast/swarm"))
         )
-        self.plan: DeploymentPlan = reference_plan(
-            PlanParameters(
-                tunnel=self.tunnel.name,
-                hostname=self.tunnel.hostname,
-                replicas=self.tunnel.replicas,
-                convergence=self.topology.convergence,
-                seed=seed,
-                regions=tuple(r.argument() for r in self.topology.visitor_regions),
-                connector_args=tuple(connector_args),
-            )
-        )
+        self.plan: DeploymentPlan = self._deployment_plan(seed, connector_args)
         self._deployed = False
 
     # ----------------------------------------------------------------- names
@@ -176,9 +165,7 @@ class SwarmStack(ComposeStack):
         # A fresh control plane: an earlier run's bootstrap record names tokens it never made.
         shutil.rmtree(self.state_dir / "bootstrap-home", ignore_errors=True)
         files = await asyncio.to_thread(make_files, self.plan, self.state_dir / "swarm-files")
-        atomic_write(self.admin_token_file, files["admin-token"].read_bytes(), mode=0o600)
-        atomic_write(self.edge_ca_file, files["edge-ca"].read_bytes())
-        self._adopt_broker_files(files)
+        self._adopt_host_files(files)
         self._compose_started = True  # down() must run from here on
         self._allocate_ports()
         await asyncio.to_thread(self._deploy, {k: str(v) for k, v in files.items()}, False)
@@ -186,15 +173,9 @@ class SwarmStack(ComposeStack):
         await self._populate()
         await wait_http(f"{self.api_url}/health", timeout=self.ready_timeout)
         record = await asyncio.to_thread(self._bootstrap)
-        self.api_token = str(record["api_token"])
-        self.account_id = str(record["account_id"])
-        self.zone_id = str(record["zone_id"])
-        self.tunnel_ids[self.tunnel.name] = str(record["tunnels"][self.tunnel.name]["id"])
         boot_home = self.state_dir / "bootstrap-home"
         credentials = boot_home / f"{self.tunnel.name}.json"
-        path = self.home / f"{self.tunnel.name}.json"
-        atomic_write(path, credentials.read_bytes(), mode=0o400)
-        self.credentials_files[self.tunnel.name] = path
+        self._adopt_bootstrap(record, credentials.read_bytes())
         full = add_tunnel_files(self.plan, files, boot_home / "cert.pem", credentials)
         await asyncio.to_thread(self._deploy, {k: str(v) for k, v in full.items()}, True)
         await asyncio.to_thread(self._connect_gateway)
