@@ -25,8 +25,9 @@ from reference.files import atomic_write
 
 COLUMNS = (*SLA_COLUMNS, "report")
 NOTE = (
-    "Availability counts every visitor request of the run, also those a scenario breaks on "
-    "purpose (a revoked tunnel must refuse visitors); the checks decide the verdict."
+    "Availability is each run's SLA headline: its visitor requests, except those to a tunnel "
+    "after its deliberate revocation and those during a scenario's declared planned downtime "
+    "(`slo.exclude_faults`), each run's report says how many; the checks decide the verdict."
 )
 
 

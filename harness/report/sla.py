@@ -20,7 +20,9 @@ Definitions (also in ``docs/reports.md``):
   (the legacy ones are the baseline a postmortem contrasts with) it covers the named tunnels;
   every tunnel is in ``tunnels``. Requests to a tunnel after its deliberate deletion
   (``credential_revocation``) are the intended outcome, not downtime: they are left out of every
-  figure and counted in ``after_revocation``.
+  figure and counted in ``after_revocation``. Likewise the scenario's planned downtime
+  (``slo.exclude_faults``): requests invoked while such a fault is active are left out and
+  counted in ``excluded``.
 """
 
 from __future__ import annotations
@@ -204,19 +206,36 @@ def _scope(history: History) -> str:
     return "named" if {"named", "legacy"} <= kinds else "all"
 
 
+def _planned(history: History, kinds: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) of every fault of ``kinds`` (planned downtime), on the journal clock."""
+    return [
+        (fault.start_t, fault.end_or(history.end_t))
+        for fault in history.faults
+        if fault.fault in kinds and fault.error is None
+    ]
+
+
 def compute_sla(
-    history: History, slo: float | None, latency_p99_slo_ms: float | None = None
+    history: History,
+    slo: float | None,
+    latency_p99_slo_ms: float | None = None,
+    exclude_faults: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``sla`` object of ``summary.json`` (``slo`` in percent)."""
     revoked = _revoked_at(history)
-    measured = [
+    unrevoked = [
         op
         for op in history.visitor_ops()
         if not (
             (tunnel := history.tunnel_of(op)) in revoked and op.invoke_t >= revoked[tunnel or ""]
         )
     ]
-    after_revocation = len(history.visitor_ops()) - len(measured)
+    after_revocation = len(history.visitor_ops()) - len(unrevoked)
+    planned = _planned(history, exclude_faults)
+    measured = [
+        op for op in unrevoked if not any(start <= op.invoke_t <= end for start, end in planned)
+    ]
+    excluded = len(unrevoked) - len(measured)
     every_tunnel = measured
     scope = _scope(history)
     ops = [
@@ -254,6 +273,8 @@ def compute_sla(
         "view": _view(ops) if ops else None,
         "scope": scope,
         "after_revocation": after_revocation,
+        "excluded": excluded,
+        "exclude_faults": list(exclude_faults),
         "availability": availability,
         "availability_method": "ok / (ok + fail) in percent; indeterminate left out",
         "requests": len(ops),

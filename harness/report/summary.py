@@ -91,6 +91,7 @@ def compute_summary(history: History, scenario: Scenario | None) -> dict[str, An
             history,
             scenario.slo.availability if scenario else None,
             scenario.slo.latency_p99_ms if scenario else None,
+            scenario.slo.exclude_faults if scenario else (),
         ),
     }
 

@@ -145,6 +145,9 @@ def view_text(sla: dict[str, Any]) -> str:
         text += "the per-tunnel table)"
     if sla.get("after_revocation"):
         text += f"; {sla['after_revocation']} requests to a tunnel after its revocation left out"
+    if sla.get("excluded"):
+        kinds = ", ".join(sla.get("exclude_faults") or [])
+        text += f"; {sla['excluded']} requests during planned downtime ({kinds}) left out"
     return text
 
 

@@ -420,6 +420,12 @@ class SloSpec(StrictModel):
 
     availability: float = Field(default=99.9, gt=0, lt=100, description="percent")
     latency_p99_ms: float | None = Field(default=None, gt=0)
+    exclude_faults: tuple[str, ...] = Field(
+        default=(),
+        description="planned downtime: visitor requests invoked while a fault of one of these "
+        "kinds is active are left out of the SLA figures (an SLA's excluded-downtime clause); "
+        "checks still judge them",
+    )
 
 
 # -- scenario -----------------------------------------------------------------------------------

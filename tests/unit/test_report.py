@@ -23,6 +23,7 @@ from harness.report import (
     timeline_svg,
     write_report,
 )
+from harness.report.tables import view_text
 
 ROOT = Path(__file__).resolve().parents[2]
 STORED_RUN = ROOT / "tests" / "data" / "journals" / "run-cp-outage"
@@ -168,6 +169,24 @@ def test_requests_after_a_revocation_are_not_downtime(tmp_path: Path) -> None:
     sla = build_report(tmp_path / "run").summary["sla"]
     assert sla["after_revocation"] == 20
     assert (sla["requests"], sla["failed"], sla["availability"]) == (20, 0, 100.0)
+
+
+def test_planned_downtime_is_left_out_of_the_sla_only_when_declared() -> None:
+    def sla_of(exclude: tuple[str, ...]) -> dict:
+        b = JournalBuilder(scenario="plan", seed=1, tunnels={"web": ("named", ["app.example.com"])})
+        b.fault(5, 10, "link_down", "conn-ams")
+        for i in range(40):
+            t = i * 0.5
+            b.request(t, "fail" if 5 <= t <= 10 else "ok", tunnel="web")
+        b.end(20)
+        return compute_sla(b.history(), 99.0, exclude_faults=exclude)
+
+    declared = sla_of(("link_down",))
+    assert (declared["excluded"], declared["requests"], declared["availability"]) == (11, 29, 100.0)
+    undeclared = sla_of(())
+    assert undeclared["excluded"] == 0 and undeclared["failed"] == 11
+    assert undeclared["error_budget_consumed"] > 1.0  # the same outage, counted, is over budget
+    assert "planned downtime (link_down)" in view_text(declared)
 
 
 def test_a_crashed_run_reports_but_cannot_pass(tmp_path: Path) -> None:
